@@ -1,0 +1,251 @@
+"""Stage 4: nearest gallery images for each item embedding.
+
+faiss HNSW32 with inner product on L2-normalised vectors (= cosine similarity), wrapped in an
+``IndexIDMap2`` so that faiss ids *are* the catalogue's ``gallery_images.id`` rows.
+
+Deletes.  HNSW cannot remove vectors.  The catalogue (SQLite) is the source of truth for which
+gallery rows are live; every vector in the index whose id is not live is a *tombstone* and is
+filtered out inside the HNSW search with an ``IDSelector``.  So deleting or deactivating a
+product takes effect at once, re-embeds nothing and rewrites no index file.  When tombstones
+pile up (``needs_compaction``), :meth:`VectorIndex.compacted` rebuilds the graph from the
+vectors the index already holds, which the engine does off the hot path.
+
+Persistence.  ``save`` writes the index atomically (temp file + rename) with a small JSON
+header (model id, dimension).  ``VectorIndex.sync`` reconciles a loaded index with the
+catalogue: vectors missing from the index are added from the stored embeddings, ids no longer
+in the catalogue become tombstones, and a model or dimension change (or an unreadable file)
+rebuilds the index from the stored embeddings.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+import faiss  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+HNSW_M = 32
+EF_CONSTRUCTION = 40
+EF_SEARCH = 64
+COMPACT_RATIO = 0.2
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Search result for Q queries: gallery row ids (-1 = no result) and cosine scores."""
+
+    ids: np.ndarray  # (Q, k) int64
+    scores: np.ndarray  # (Q, k) float32
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        keep = self.ids[i] >= 0
+        return self.ids[i][keep], self.scores[i][keep]
+
+
+class IndexMismatch(RuntimeError):
+    """The index file belongs to another model or dimension."""
+
+
+class VectorIndex:
+    """HNSW32 inner-product index keyed by gallery row id, with tombstone deletes."""
+
+    def __init__(self, dim: int, model_id: str, *, ef_search: int = EF_SEARCH) -> None:
+        if dim <= 0:
+            raise ValueError("dimension must be positive")
+        self.dim = int(dim)
+        self.model_id = model_id
+        hnsw = faiss.IndexHNSWFlat(self.dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = EF_CONSTRUCTION
+        self._index = faiss.IndexIDMap2(hnsw)
+        self.ef_search = ef_search
+        self._dead: set[int] = set()
+        self._selector = None  # rebuilt lazily when tombstones change
+        self._lock = threading.RLock()
+        self.dirty = False  # changed since the last save
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def n_live(self) -> int:
+        return self.ntotal - len(self._dead)
+
+    @property
+    def n_dead(self) -> int:
+        return len(self._dead)
+
+    def ids(self) -> np.ndarray:
+        """Every id stored in the index, tombstones included."""
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def live_ids(self) -> np.ndarray:
+        ids = self.ids()
+        if not self._dead:
+            return ids
+        return ids[~np.isin(ids, np.fromiter(self._dead, np.int64, len(self._dead)))]
+
+    def search(self, vectors: np.ndarray, k: int = 5) -> Neighbours:
+        q = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        with self._lock:
+            if self.n_live == 0 or len(q) == 0:
+                return Neighbours(
+                    np.full((len(q), k), -1, np.int64), np.zeros((len(q), k), np.float32)
+                )
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(self.ef_search, k)
+            if self._dead:
+                if self._selector is None:
+                    dead = np.fromiter(self._dead, np.int64, len(self._dead))
+                    batch = faiss.IDSelectorBatch(dead)
+                    self._selector = (faiss.IDSelectorNot(batch), batch)  # keep both alive
+                params.sel = self._selector[0]
+            scores, ids = self._index.search(q, k, params=params)
+        return Neighbours(ids.astype(np.int64), scores.astype(np.float32))
+
+    # ----------------------------------------------------------------- changes
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vecs.ndim != 2 or vecs.shape[1] != self.dim:
+            raise ValueError(f"expected vectors of dimension {self.dim}, got {vecs.shape}")
+        if len(ids) != len(vecs):
+            raise ValueError("ids and vectors differ in length")
+        if len(ids) == 0:
+            return
+        with self._lock:
+            revived = [i for i in ids.tolist() if i in self._dead]
+            if revived:  # same row id again: it is live once more, the old vector stays
+                self._dead.difference_update(revived)
+                self._selector = None
+                keep = ~np.isin(ids, np.array(revived, np.int64))
+                ids, vecs = ids[keep], vecs[keep]
+            if len(ids):
+                self._index.add_with_ids(vecs, ids)
+            self.dirty = True
+
+    def remove(self, ids) -> None:
+        """Tombstone ``ids``: they stop being returned at once."""
+        ids = [int(i) for i in np.asarray(ids, dtype=np.int64).reshape(-1)]
+        if not ids:
+            return
+        with self._lock:
+            self._dead.update(ids)
+            self._selector = None
+
+    def set_live(self, live_ids: np.ndarray) -> None:
+        """Make exactly ``live_ids`` searchable (every other stored id is a tombstone)."""
+        stored = self.ids()
+        dead = stored[~np.isin(stored, np.asarray(live_ids, np.int64))]
+        with self._lock:
+            self._dead = set(dead.tolist())
+            self._selector = None
+
+    @property
+    def needs_compaction(self) -> bool:
+        return self.ntotal > 0 and self.n_dead / self.ntotal > COMPACT_RATIO
+
+    def compacted(self) -> "VectorIndex":
+        """A new index holding only the live vectors (a full HNSW rebuild, seconds at 100k)."""
+        with self._lock:
+            ids = self.live_ids()
+            vecs = self.vectors_for(ids)
+        fresh = VectorIndex(self.dim, self.model_id, ef_search=self.ef_search)
+        fresh.add(ids, vecs)
+        return fresh
+
+    def vectors_for(self, ids: np.ndarray) -> np.ndarray:
+        out = np.empty((len(ids), self.dim), np.float32)
+        for n, i in enumerate(np.asarray(ids, np.int64).tolist()):
+            out[n] = self._index.reconstruct(i)
+        return out
+
+    # ------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically: ``path`` and ``path.json`` are replaced only when complete."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with self._lock:
+            faiss.write_index(self._index, str(tmp))
+            meta = {"model_id": self.model_id, "dim": self.dim, "ntotal": self.ntotal,
+                    "format": 1}
+            self.dirty = False
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        meta_tmp = path.with_name(path.name + ".json.tmp")
+        meta_tmp.write_text(json.dumps(meta))
+        # the header is written last: a crash between the two renames leaves a header that
+        # disagrees with the file's ntotal, which ``load`` treats as a stale index.
+        os.replace(tmp, path)
+        os.replace(meta_tmp, path.with_name(path.name + ".json"))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, ef_search: int = EF_SEARCH) -> "VectorIndex":
+        path = Path(path)
+        meta = json.loads(path.with_name(path.name + ".json").read_text())
+        index = faiss.read_index(str(path))  # already the concrete (owning) type
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise IndexMismatch(f"{path} is not an id-mapped index")
+        if int(index.ntotal) != int(meta["ntotal"]) or int(index.d) != int(meta["dim"]):
+            raise IndexMismatch(f"{path} disagrees with its header")
+        self = cls(int(meta["dim"]), str(meta["model_id"]), ef_search=ef_search)
+        self._index = index
+        return self
+
+    @classmethod
+    def sync(
+        cls,
+        path: str | os.PathLike,
+        model_id: str,
+        dim: int,
+        live_ids: np.ndarray,
+        fetch_vectors: Callable[[np.ndarray], np.ndarray],
+        *,
+        ef_search: int = EF_SEARCH,
+    ) -> tuple["VectorIndex", str]:
+        """Load the index at ``path`` and make it agree with the catalogue.
+
+        ``live_ids``: the catalogue's live gallery rows for ``model_id``.
+        ``fetch_vectors(ids)``: their stored embeddings.
+        Returns the index and what was done: "loaded", "repaired" or "rebuilt (<why>)".
+        """
+        live_ids = np.asarray(live_ids, np.int64)
+        action = "loaded"
+        try:
+            index = cls.load(path, ef_search=ef_search)
+            if index.model_id != model_id or index.dim != dim:
+                raise IndexMismatch(
+                    f"index made by {index.model_id} ({index.dim}-d), catalogue uses "
+                    f"{model_id} ({dim}-d)"
+                )
+        except FileNotFoundError:
+            index, action = None, "rebuilt (no index file)"
+        except Exception as exc:  # unreadable, truncated, other model: rebuild
+            log.warning("rebuilding vector index %s: %s", path, exc)
+            index, action = None, f"rebuilt ({exc})"
+        if index is None:
+            index = cls(dim, model_id, ef_search=ef_search)
+            if len(live_ids):
+                index.add(live_ids, fetch_vectors(live_ids))
+            return index, action
+        stored = index.ids()
+        missing = live_ids[~np.isin(live_ids, stored)]
+        if len(missing):
+            index.add(missing, fetch_vectors(missing))
+            action = "repaired"
+        index.set_live(live_ids)  # ids the catalogue no longer has become tombstones
+        return index, action

@@ -1,0 +1,142 @@
+"""Vector index: real faiss HNSW, tombstone deletes, persistence and reconciliation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kiosk.decide import Decider
+from kiosk.retrieve import VectorIndex
+
+
+def unit(rng, n, d=32):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def filled():
+    rng = np.random.default_rng(0)
+    vecs = unit(rng, 200)
+    ids = np.arange(1000, 1200, dtype=np.int64)
+    idx = VectorIndex(32, "m@1")
+    idx.add(ids, vecs)
+    return idx, ids, vecs
+
+
+def test_search_finds_itself(filled):
+    idx, ids, vecs = filled
+    nb = idx.search(vecs[:10], k=3)
+    assert nb.ids.shape == (10, 3)
+    assert (nb.ids[:, 0] == ids[:10]).all()
+    assert np.allclose(nb.scores[:, 0], 1.0, atol=1e-5)
+    assert (np.diff(nb.scores, axis=1) <= 1e-6).all()  # sorted best first
+
+
+def test_remove_takes_effect_at_once_without_rebuild(filled):
+    idx, ids, vecs = filled
+    idx.remove(ids[:5])
+    nb = idx.search(vecs[:5], k=4)
+    assert not np.isin(nb.ids, ids[:5]).any()
+    assert (nb.ids >= 0).all()  # still k results from the live rows
+    assert idx.ntotal == 200 and idx.n_live == 195
+
+
+def test_readding_a_tombstoned_id_revives_it(filled):
+    idx, ids, vecs = filled
+    idx.remove(ids[:1])
+    idx.add(ids[:1], vecs[:1])
+    assert idx.search(vecs[:1], k=1).ids[0, 0] == ids[0]
+    assert idx.ntotal == 200
+
+
+def test_compaction_drops_dead_vectors(filled):
+    idx, ids, vecs = filled
+    idx.remove(ids[:100])
+    assert idx.needs_compaction
+    fresh = idx.compacted()
+    assert fresh.ntotal == 100 and fresh.n_dead == 0
+    nb = fresh.search(vecs[100:110], k=1)
+    assert (nb.ids[:, 0] == ids[100:110]).all()
+
+
+@pytest.mark.parametrize("bad", [np.zeros((3, 31), np.float32), np.zeros((3,), np.float32)])
+def test_wrong_dimension_is_refused_and_changes_nothing(filled, bad):
+    idx, *_ = filled
+    with pytest.raises(ValueError):
+        idx.add(np.arange(3), bad)
+    assert idx.ntotal == 200
+
+
+def test_empty_index_returns_no_neighbours():
+    idx = VectorIndex(8, "m@1")
+    nb = idx.search(np.ones((2, 8), np.float32), k=3)
+    assert (nb.ids == -1).all()
+
+
+def test_save_load_round_trip(tmp_path, filled):
+    idx, ids, vecs = filled
+    path = tmp_path / "gallery.faiss"
+    idx.save(path)
+    back = VectorIndex.load(path)
+    assert back.model_id == "m@1" and back.ntotal == 200
+    assert (back.search(vecs[:5], k=1).ids[:, 0] == ids[:5]).all()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def _sync(path, ids, vecs, model="m@1", dim=32):
+    table = dict(zip(ids.tolist(), vecs))
+    return VectorIndex.sync(path, model, dim, ids, lambda q: np.stack([table[i] for i in q]))
+
+
+def test_sync_repairs_and_rebuilds(tmp_path, filled):
+    idx, ids, vecs = filled
+    path = tmp_path / "g.faiss"
+    idx.save(path)
+    # catalogue agrees: plain load
+    got, action = _sync(path, ids, vecs)
+    assert action == "loaded" and got.n_live == 200
+    # catalogue lost 10 rows and gained 3 the index never saw (e.g. a crash before save)
+    rng = np.random.default_rng(5)
+    new_ids = np.array([5000, 5001, 5002], np.int64)
+    new_vecs = unit(rng, 3)
+    live = np.concatenate([ids[10:], new_ids])
+    got, action = _sync(path, live, np.concatenate([vecs[10:], new_vecs]))
+    assert action == "repaired"
+    assert got.n_live == 193
+    assert got.search(new_vecs, k=1).ids[:, 0].tolist() == new_ids.tolist()
+    assert not np.isin(got.search(vecs[:10], k=5).ids, ids[:10]).any()
+    # another model: rebuilt from stored vectors
+    got, action = _sync(path, ids, vecs, model="other@2")
+    assert action.startswith("rebuilt") and got.model_id == "other@2"
+    # corrupt file: rebuilt, never an exception
+    path.write_bytes(b"garbage")
+    got, action = _sync(path, ids, vecs)
+    assert action.startswith("rebuilt") and got.n_live == 200
+    # no file at all
+    got, action = _sync(tmp_path / "missing.faiss", ids, vecs)
+    assert action.startswith("rebuilt") and got.n_live == 200
+
+
+DECIDE_CASES = [
+    # ids, scores, expected sku, unknown
+    ([1, 2, 3], [0.9, 0.8, 0.7], "A", False),  # A has 2 votes
+    ([3, 1, 2], [0.9, 0.5, 0.5], "A", False),  # two A votes (1.0) beat one B (0.9)
+    ([3, 4, 5], [0.9, 0.2, 0.1], "B", False),
+    ([1, 2, 3], [0.3, 0.2, 0.1], None, True),  # below threshold: unknown, candidates kept
+    ([-1, -1, -1], [0, 0, 0], None, True),
+    ([99, 1, 2], [0.95, 0.9, 0.85], "A", False),  # 99 deleted meanwhile: ignored
+]
+
+
+@pytest.mark.parametrize("ids,scores,sku,unknown", DECIDE_CASES)
+def test_decision_table(ids, scores, sku, unknown):
+    sku_of = {1: "A", 2: "A", 3: "B", 4: "C", 5: "C"}
+    d = Decider(k=5, threshold=0.5).decide_one(np.array(ids), np.array(scores), sku_of)
+    assert d.sku == sku and d.unknown == unknown
+    if unknown and ids[0] >= 0:
+        assert d.candidates and d.candidates[0].sku == "A"
+
+
+def test_decide_unknown_reports_best_score():
+    d = Decider(threshold=0.8).decide_one(np.array([1]), np.array([0.6]), {1: "A"})
+    assert d.unknown and d.score == pytest.approx(0.6) and d.best.sku == "A"
