@@ -1,0 +1,609 @@
+"""The product catalogue: products, gallery embeddings, finished baskets, staff corrections.
+
+One SQLite file (WAL mode, foreign keys on), opened through sqlite-utils.  The schema is
+versioned with ``PRAGMA user_version`` and the numbered functions in :data:`MIGRATIONS`, applied
+in order inside one transaction when the catalogue is opened.
+
+Money is integer fen (``price`` NULL = unpriced: staff must price the product before it is sold).
+Embeddings are stored as float32 little-endian BLOBs with the ``model_id`` and ``dim`` of the model
+that made them; :meth:`Catalog.gallery_vectors` returns only one model's vectors, so vectors of
+different models never mix.
+
+Every multi-row change runs in one transaction (:meth:`Catalog.transaction`), so a failure leaves
+nothing half-written.  A :class:`Catalog` may be used from any thread, one call at a time.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import sqlite_utils
+
+from kiosk.embed import Embeddings
+from kiosk.money import DEFAULT_CURRENCY, check_fen
+
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+_F32 = np.dtype("<f4")
+
+
+class CatalogError(Exception):
+    """The database cannot be used (for example it was made by a newer version of the kiosk)."""
+
+
+class UnknownProductError(KeyError):
+    def __init__(self, sku: str) -> None:
+        super().__init__(sku)
+        self.sku = sku
+
+    def __str__(self) -> str:
+        return f"no product with sku {self.sku!r}"
+
+
+@dataclass(frozen=True)
+class Product:
+    sku: str
+    name: str
+    price: int | None  # fen; None = unpriced
+    currency: str = DEFAULT_CURRENCY
+    barcode: str | None = None
+    active: bool = True
+
+    @property
+    def priced(self) -> bool:
+        return self.price is not None
+
+
+# --------------------------------------------------------------------------------------------
+# migrations
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        f"""
+        CREATE TABLE products (
+            sku TEXT PRIMARY KEY NOT NULL CHECK (length(trim(sku)) > 0),
+            name TEXT NOT NULL CHECK (length(trim(name)) > 0),
+            price INTEGER CHECK (price IS NULL OR (typeof(price) = 'integer' AND price >= 0)),
+            currency TEXT NOT NULL DEFAULT 'CNY',
+            barcode TEXT UNIQUE,
+            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+            created_at TEXT NOT NULL DEFAULT ({_NOW}),
+            updated_at TEXT NOT NULL DEFAULT ({_NOW})
+        );
+        CREATE TABLE gallery_images (
+            id INTEGER PRIMARY KEY,
+            sku TEXT NOT NULL REFERENCES products(sku) ON DELETE CASCADE ON UPDATE CASCADE,
+            file TEXT NOT NULL,
+            model_id TEXT NOT NULL,
+            dim INTEGER NOT NULL CHECK (dim > 0),
+            embedding BLOB NOT NULL CHECK (length(embedding) = 4 * dim),
+            created_at TEXT NOT NULL DEFAULT ({_NOW}),
+            UNIQUE (sku, file, model_id)
+        );
+        CREATE INDEX gallery_images_model ON gallery_images(model_id);
+        CREATE TABLE transactions (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL DEFAULT ({_NOW}),
+            total INTEGER NOT NULL CHECK (total >= 0),
+            currency TEXT NOT NULL
+        );
+        -- sku is deliberately not a foreign key: receipts outlive the products on them.
+        CREATE TABLE transaction_lines (
+            id INTEGER PRIMARY KEY,
+            transaction_id INTEGER NOT NULL REFERENCES transactions(id) ON DELETE CASCADE,
+            line_no INTEGER NOT NULL,
+            sku TEXT NOT NULL,
+            name TEXT NOT NULL,
+            qty INTEGER NOT NULL CHECK (qty > 0),
+            unit_price INTEGER NOT NULL CHECK (unit_price >= 0),
+            amount INTEGER NOT NULL CHECK (amount >= 0)
+        );
+        CREATE INDEX transaction_lines_tx ON transaction_lines(transaction_id);
+        CREATE TABLE corrections (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL DEFAULT ({_NOW}),
+            transaction_id INTEGER REFERENCES transactions(id) ON DELETE SET NULL,
+            box TEXT,
+            from_sku TEXT,
+            to_sku TEXT
+        );
+        """
+    )
+
+
+#: Migration i (1-based) brings the schema from version i-1 to version i.  Only ever append.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m001_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers
+
+
+def _check_text(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be non-empty text, got {value!r}")
+    if any(ord(c) < 32 for c in value):
+        raise ValueError(f"{what} {value!r} contains control characters")
+    return value.strip()
+
+
+def check_sku(sku: object) -> str:
+    """A sku is non-empty text without control characters; surrounding spaces are dropped."""
+    return _check_text(sku, "sku")
+
+
+def _check_price(price: object) -> int | None:
+    return None if price is None else check_fen(price, "price")
+
+
+def _check_currency(currency: object) -> str:
+    if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isupper()):
+        raise ValueError(f"currency must be a 3-letter code like 'CNY', got {currency!r}")
+    return currency
+
+
+def _check_barcode(barcode: object) -> str | None:
+    if barcode is None:
+        return None
+    if not isinstance(barcode, str) or not barcode.strip():
+        raise ValueError(f"barcode must be text or None, got {barcode!r}")
+    barcode = barcode.strip()
+    if not (barcode.isascii() and barcode.isdigit()):
+        raise ValueError(f"barcode {barcode!r} must be digits only")
+    return barcode
+
+
+def _row_to_product(row: Mapping[str, Any]) -> Product:
+    return Product(
+        sku=row["sku"],
+        name=row["name"],
+        price=row["price"],
+        currency=row["currency"],
+        barcode=row["barcode"],
+        active=bool(row["active"]),
+    )
+
+
+_KEEP: Any = object()
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class Catalog:
+    """The catalogue database at ``path`` (created if missing).  Close it with :meth:`close`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+        self._lock = threading.RLock()
+        try:
+            self.db = sqlite_utils.Database(conn)
+            conn.execute("PRAGMA foreign_keys = ON")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":  # pragma: no cover - e.g. a read-only medium
+                raise CatalogError(f"{self.path}: could not switch the database to WAL mode ({mode})")
+            self._migrate()
+        except BaseException:
+            conn.close()
+            raise
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.db.conn
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self._rows("PRAGMA user_version")[0][0]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["Catalog"]:
+        """All writes inside commit together or not at all.  Nests (inner blocks are savepoints)."""
+        with self._lock:
+            conn = self.conn
+            if conn.in_transaction:
+                with self.db.atomic():
+                    yield self
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"{self.path} has schema version {version}, but this kiosk only knows up to "
+                f"version {SCHEMA_VERSION}: it was written by a newer kiosk; update the kiosk software"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            # re-read under the write lock: another process may have migrated meanwhile
+            version = self.schema_version
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[number - 1](self.db)
+                self.conn.execute(f"PRAGMA user_version = {number:d}")
+
+    def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self.conn.execute(sql, params)
+            keys = [d[0] for d in cur.description]
+            return [dict(zip(keys, row)) for row in cur.fetchall()]
+
+    def _rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def _require(self, sku: str) -> None:
+        if not self._rows("SELECT 1 FROM products WHERE sku = ?", (sku,)):
+            raise UnknownProductError(sku)
+
+    # -- products -----------------------------------------------------------------------------
+
+    def add_product(
+        self,
+        sku: str,
+        name: str,
+        price: int | None = None,
+        *,
+        currency: str = DEFAULT_CURRENCY,
+        barcode: str | None = None,
+        active: bool = True,
+    ) -> Product:
+        """Insert a new product; ``ValueError`` if the sku or barcode is already taken."""
+        product = Product(
+            sku=check_sku(sku),
+            name=_check_text(name, "name"),
+            price=_check_price(price),
+            currency=_check_currency(currency),
+            barcode=_check_barcode(barcode),
+            active=bool(active),
+        )
+        with self.transaction():
+            if self.get_product(product.sku) is not None:
+                raise ValueError(f"a product with sku {product.sku!r} already exists")
+            self._check_barcode_free(product.barcode, product.sku)
+            self.conn.execute(
+                "INSERT INTO products (sku, name, price, currency, barcode, active) VALUES (?, ?, ?, ?, ?, ?)",
+                (product.sku, product.name, product.price, product.currency, product.barcode, int(product.active)),
+            )
+        return product
+
+    def upsert_product(
+        self,
+        sku: str,
+        name: str = _KEEP,
+        price: int | None = _KEEP,
+        *,
+        currency: str = _KEEP,
+        barcode: str | None = _KEEP,
+        active: bool = _KEEP,
+    ) -> Product:
+        """Create the product, or update the fields given (fields left out keep their values).
+
+        Creating needs at least ``name``; a new product without a price is unpriced.
+        """
+        sku = check_sku(sku)
+        with self.transaction():
+            old = self.get_product(sku)
+            if old is None:
+                if name is _KEEP:
+                    raise ValueError(f"new product {sku!r} needs a name")
+                return self.add_product(
+                    sku,
+                    name,
+                    None if price is _KEEP else price,
+                    currency=DEFAULT_CURRENCY if currency is _KEEP else currency,
+                    barcode=None if barcode is _KEEP else barcode,
+                    active=True if active is _KEEP else active,
+                )
+            new = Product(
+                sku=sku,
+                name=old.name if name is _KEEP else _check_text(name, "name"),
+                price=old.price if price is _KEEP else _check_price(price),
+                currency=old.currency if currency is _KEEP else _check_currency(currency),
+                barcode=old.barcode if barcode is _KEEP else _check_barcode(barcode),
+                active=old.active if active is _KEEP else bool(active),
+            )
+            if new != old:
+                self._check_barcode_free(new.barcode, sku)
+                self.conn.execute(
+                    f"UPDATE products SET name = ?, price = ?, currency = ?, barcode = ?, active = ?, "
+                    f"updated_at = {_NOW} WHERE sku = ?",
+                    (new.name, new.price, new.currency, new.barcode, int(new.active), sku),
+                )
+            return new
+
+    def _check_barcode_free(self, barcode: str | None, sku: str) -> None:
+        if barcode is None:
+            return
+        owner = self._rows("SELECT sku FROM products WHERE barcode = ?", (barcode,))
+        if owner and owner[0][0] != sku:
+            raise ValueError(f"barcode {barcode} already belongs to product {owner[0][0]!r}")
+
+    def get_product(self, sku: str) -> Product | None:
+        rows = self._query("SELECT * FROM products WHERE sku = ?", (sku,))
+        return _row_to_product(rows[0]) if rows else None
+
+    def get_products(self, skus: Iterable[str] | None = None) -> dict[str, Product]:
+        """Products by sku (all when ``skus`` is None; unknown skus are left out)."""
+        if skus is None:
+            rows = self._query("SELECT * FROM products ORDER BY sku")
+        else:
+            wanted = sorted(set(skus))
+            rows = []
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += self._query(f"SELECT * FROM products WHERE sku IN ({marks})", chunk)
+        return {r["sku"]: _row_to_product(r) for r in rows}
+
+    def find_by_barcode(self, barcode: str) -> Product | None:
+        rows = self._query("SELECT * FROM products WHERE barcode = ?", (str(barcode).strip(),))
+        return _row_to_product(rows[0]) if rows else None
+
+    def search_products(self, text: str, *, active_only: bool = False, limit: int = 50) -> list[Product]:
+        """Products whose name, sku or barcode contains ``text`` (case-insensitive for ASCII)."""
+        needle = text.strip()
+        if not needle:
+            return []
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        sql = (
+            "SELECT * FROM products WHERE (name LIKE :p ESCAPE '\\' OR sku LIKE :p ESCAPE '\\' "
+            "OR barcode LIKE :p ESCAPE '\\')"
+            + (" AND active = 1" if active_only else "")
+            + " ORDER BY (sku = :t OR barcode = :t) DESC, name, sku LIMIT :limit"
+        )
+        return [_row_to_product(r) for r in self._query(sql, {"p": pattern, "t": needle, "limit": limit})]
+
+    def list_products(self, active_only: bool = True) -> list[Product]:
+        sql = "SELECT * FROM products" + (" WHERE active = 1" if active_only else "") + " ORDER BY sku"
+        return [_row_to_product(r) for r in self._query(sql)]
+
+    def unpriced_products(self, active_only: bool = True) -> list[Product]:
+        return [p for p in self.list_products(active_only) if p.price is None]
+
+    def set_price(self, sku: str, fen: int | None) -> None:
+        """Set the price in fen (None = unpriced)."""
+        fen = _check_price(fen)
+        with self.transaction():
+            self._require(sku)
+            self.conn.execute(f"UPDATE products SET price = ?, updated_at = {_NOW} WHERE sku = ?", (fen, sku))
+
+    def set_active(self, sku: str, active: bool) -> None:
+        with self.transaction():
+            self._require(sku)
+            self.conn.execute(
+                f"UPDATE products SET active = ?, updated_at = {_NOW} WHERE sku = ?", (int(bool(active)), sku)
+            )
+
+    def delete_product(self, sku: str) -> None:
+        """Delete the product and (by cascade) its gallery images.  Past receipts are kept."""
+        with self.transaction():
+            self._require(sku)
+            self.conn.execute("DELETE FROM products WHERE sku = ?", (sku,))
+
+    # -- gallery ------------------------------------------------------------------------------
+
+    def model_dim(self, model_id: str) -> int | None:
+        """The embedding size stored for ``model_id``, or None when it has no rows."""
+        rows = self._rows("SELECT dim FROM gallery_images WHERE model_id = ? LIMIT 1", (model_id,))
+        return rows[0][0] if rows else None
+
+    def add_gallery_images(self, sku: str, files: Sequence[str | Path], embeddings: Embeddings) -> list[int]:
+        """Store one embedding per file for ``sku``; returns the new row ids, in order."""
+        files = [str(f) for f in files]
+        if len(files) != len(embeddings):
+            raise ValueError(f"{len(files)} files but {len(embeddings)} embeddings")
+        if not files:
+            return []
+        if any(not f.strip() for f in files):
+            raise ValueError("gallery file names must be non-empty")
+        _check_text(embeddings.model_id, "model_id")
+        vectors = embeddings.vectors
+        dim = embeddings.dim
+        if dim <= 0:
+            raise ValueError("embeddings have no columns")
+        if not np.isfinite(vectors).all():
+            raise ValueError("embeddings contain NaN or infinity")
+        blobs = [row.tobytes() for row in vectors.astype(_F32, copy=False)]
+        with self.transaction():
+            self._require(sku)
+            stored = self.model_dim(embeddings.model_id)
+            if stored is not None and stored != dim:
+                raise ValueError(
+                    f"model {embeddings.model_id!r} has {stored}-d embeddings in the catalogue, got {dim}-d"
+                )
+            ids = []
+            for file, blob in zip(files, blobs):
+                try:
+                    cur = self.conn.execute(
+                        "INSERT INTO gallery_images (sku, file, model_id, dim, embedding) VALUES (?, ?, ?, ?, ?)",
+                        (sku, file, embeddings.model_id, dim, blob),
+                    )
+                except sqlite3.IntegrityError as e:
+                    raise ValueError(
+                        f"{file} is already in the gallery of {sku!r} for model {embeddings.model_id!r}"
+                    ) from e
+                ids.append(cur.lastrowid)
+        return ids
+
+    def remove_gallery_images(self, ids: Iterable[int]) -> int:
+        """Delete gallery rows by id; returns how many existed."""
+        ids = [int(i) for i in ids]
+        removed = 0
+        with self.transaction():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                removed += self.conn.execute(f"DELETE FROM gallery_images WHERE id IN ({marks})", chunk).rowcount
+        return removed
+
+    def remove_model(self, model_id: str) -> int:
+        """Delete every gallery row made by ``model_id`` (after re-embedding with a new model)."""
+        with self.transaction():
+            return self.conn.execute("DELETE FROM gallery_images WHERE model_id = ?", (model_id,)).rowcount
+
+    def gallery_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(ids int64 (N,), vectors float32 (N, D), skus) of ``model_id``'s rows for active products."""
+        rows = self._rows(
+            "SELECT g.id, g.sku, g.dim, g.embedding FROM gallery_images g "
+            "JOIN products p ON p.sku = g.sku WHERE g.model_id = ? AND p.active = 1 ORDER BY g.id",
+            (model_id,),
+        )
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, self.model_dim(model_id) or 0), np.float32), []
+        ids, skus, dims, blobs = zip(*rows)
+        dim = dims[0]
+        if any(d != dim for d in dims):  # pragma: no cover - add_gallery_images prevents this
+            raise CatalogError(f"model {model_id!r} has embeddings of several sizes: {sorted(set(dims))}")
+        buf = bytearray().join(blobs)
+        vectors = np.frombuffer(buf, dtype=_F32).reshape(len(rows), dim)
+        return np.asarray(ids, dtype=np.int64), vectors.astype(np.float32, copy=False), list(skus)
+
+    def gallery_files(self, sku: str | None = None) -> list[tuple[str, str]]:
+        """Distinct (sku, file) pairs in the gallery, oldest first, e.g. to re-embed them."""
+        where, params = ("WHERE sku = ?", (sku,)) if sku is not None else ("", ())
+        rows = self._rows(
+            f"SELECT sku, file, MIN(id) AS first FROM gallery_images {where} GROUP BY sku, file ORDER BY first",
+            params,
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def gallery_rows(self, sku: str | None = None, model_id: str | None = None) -> list[dict[str, Any]]:
+        """Gallery rows without the embedding: id, sku, file, model_id, dim, created_at."""
+        clauses, params = [], []
+        if sku is not None:
+            clauses.append("sku = ?")
+            params.append(sku)
+        if model_id is not None:
+            clauses.append("model_id = ?")
+            params.append(model_id)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._query(
+            f"SELECT id, sku, file, model_id, dim, created_at FROM gallery_images {where} ORDER BY id", params
+        )
+
+    def count_gallery(self, model_id: str | None = None) -> int:
+        if model_id is None:
+            return self._rows("SELECT COUNT(*) FROM gallery_images")[0][0]
+        return self._rows("SELECT COUNT(*) FROM gallery_images WHERE model_id = ?", (model_id,))[0][0]
+
+    def stale_models(self, model_id: str) -> dict[str, int]:
+        """Row counts of gallery embeddings made by models other than ``model_id``."""
+        rows = self._rows(
+            "SELECT model_id, COUNT(*) FROM gallery_images WHERE model_id != ? GROUP BY model_id ORDER BY model_id",
+            (model_id,),
+        )
+        return {m: n for m, n in rows}
+
+    # -- sales and corrections ----------------------------------------------------------------
+
+    def record_transaction(self, receipt: Any) -> int:
+        """Store a finished basket (a :class:`kiosk.basket.Receipt` or its ``to_dict()``); returns its id.
+
+        Refuses empty receipts, unpriced lines and totals that do not add up.
+        """
+        data = receipt.to_dict() if hasattr(receipt, "to_dict") else dict(receipt)
+        lines = list(data.get("lines") or [])
+        if not lines:
+            raise ValueError("cannot record an empty receipt")
+        currency = _check_currency(data.get("currency", DEFAULT_CURRENCY))
+        total = 0
+        clean = []
+        for n, line in enumerate(lines, 1):
+            sku = check_sku(line.get("sku"))
+            name = _check_text(line.get("name"), f"line {n} name")
+            qty = line.get("qty")
+            if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
+                raise ValueError(f"line {n} ({sku}): qty {qty!r} must be a positive integer")
+            if line.get("unit_price") is None:
+                raise ValueError(f"line {n} ({sku}) is unpriced: set a price before selling it")
+            unit = check_fen(line["unit_price"], f"line {n} ({sku}) unit_price")
+            amount = line.get("amount")
+            if amount != unit * qty:
+                raise ValueError(f"line {n} ({sku}): amount {amount!r} != {qty} x {unit}")
+            total += amount
+            clean.append((n, sku, name, qty, unit, amount))
+        if data.get("total") != total:
+            raise ValueError(f"receipt total {data.get('total')!r} != sum of its lines {total}")
+        with self.transaction():
+            tx = self.conn.execute(
+                "INSERT INTO transactions (total, currency) VALUES (?, ?)", (total, currency)
+            ).lastrowid
+            self.conn.executemany(
+                "INSERT INTO transaction_lines (transaction_id, line_no, sku, name, qty, unit_price, amount) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(tx, *row) for row in clean],
+            )
+        return tx
+
+    def get_transaction(self, transaction_id: int) -> dict[str, Any] | None:
+        """A recorded receipt in the ``Receipt.to_dict()`` shape, plus ``id`` and ``created_at``."""
+        rows = self._query("SELECT * FROM transactions WHERE id = ?", (transaction_id,))
+        if not rows:
+            return None
+        lines = self._query(
+            "SELECT sku, name, qty, unit_price, amount FROM transaction_lines WHERE transaction_id = ? "
+            "ORDER BY line_no",
+            (transaction_id,),
+        )
+        tx = rows[0]
+        return {"id": tx["id"], "created_at": tx["created_at"], "lines": lines, "total": tx["total"],
+                "currency": tx["currency"]}
+
+    def log_correction(
+        self,
+        box: Any,
+        from_sku: str | None,
+        to_sku: str | None,
+        transaction_id: int | None = None,
+    ) -> int:
+        """Log a staff/customer correction of a recognised item (``box`` is stored as JSON)."""
+        with self.transaction():
+            return self.conn.execute(
+                "INSERT INTO corrections (transaction_id, box, from_sku, to_sku) VALUES (?, ?, ?, ?)",
+                (transaction_id, json.dumps(box), from_sku, to_sku),
+            ).lastrowid
+
+    def corrections(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM corrections ORDER BY id")
+        for r in rows:
+            r["box"] = json.loads(r["box"]) if r["box"] is not None else None
+        return rows
+
+    def table_counts(self) -> dict[str, int]:
+        """Row count of every table (handy for checks and diagnostics)."""
+        with self._lock:
+            return {name: self.db[name].count for name in self.db.table_names()}
