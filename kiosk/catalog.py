@@ -383,7 +383,7 @@ class Catalog:
             "SELECT * FROM products WHERE (name LIKE :p ESCAPE '\\' OR sku LIKE :p ESCAPE '\\' "
             "OR barcode LIKE :p ESCAPE '\\')"
             + (" AND active = 1" if active_only else "")
-            + " ORDER BY (sku = :t OR barcode = :t) DESC, name, sku LIMIT :limit"
+            + " ORDER BY (sku = :t OR coalesce(barcode = :t, 0)) DESC, name, sku LIMIT :limit"
         )
         return [_row_to_product(r) for r in self._query(sql, {"p": pattern, "t": needle, "limit": limit})]
 
