@@ -149,15 +149,25 @@ def _check_currency(currency: object) -> str:
     return currency
 
 
+def check_barcode(code: str) -> str:
+    """EAN-13, EAN-8 or UPC-A digits with a valid check digit; returns the digits."""
+    if not isinstance(code, str):
+        raise ValueError(f"barcode must be text, got {code!r}")
+    code = code.strip()
+    if not (code.isascii() and code.isdigit()):
+        raise ValueError(f"barcode {code!r} must be digits only")
+    if len(code) not in (8, 12, 13):
+        raise ValueError(f"barcode {code!r} has {len(code)} digits; expected EAN-13, EAN-8 or UPC-A (13, 8, 12)")
+    digits = [int(c) for c in code]
+    weighted = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits[:-1])))
+    expected = (10 - weighted % 10) % 10
+    if digits[-1] != expected:
+        raise ValueError(f"barcode {code!r} has a wrong check digit (expected {expected})")
+    return code
+
+
 def _check_barcode(barcode: object) -> str | None:
-    if barcode is None:
-        return None
-    if not isinstance(barcode, str) or not barcode.strip():
-        raise ValueError(f"barcode must be text or None, got {barcode!r}")
-    barcode = barcode.strip()
-    if not (barcode.isascii() and barcode.isdigit()):
-        raise ValueError(f"barcode {barcode!r} must be digits only")
-    return barcode
+    return None if barcode is None else check_barcode(barcode)  # type: ignore[arg-type]
 
 
 def _row_to_product(row: Mapping[str, Any]) -> Product:

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import cv2
 import numpy as np
 
-from kiosk.catalog import Catalog, check_sku
+from kiosk.catalog import Catalog, check_barcode, check_sku
 from kiosk.embed import Embedder, Embeddings
 from kiosk.money import DEFAULT_CURRENCY, parse_price
 
@@ -207,26 +207,11 @@ _REQUIRED = ("sku", "name", "price")
 _OPTIONAL = ("barcode", "currency")
 
 
-def check_barcode(code: str) -> str:
-    """EAN-13, EAN-8 or UPC-A digits with a valid check digit; returns the digits."""
-    code = code.strip()
-    if not (code.isascii() and code.isdigit()):
-        raise ValueError(f"barcode {code!r} must be digits only")
-    if len(code) not in (8, 12, 13):
-        raise ValueError(f"barcode {code!r} has {len(code)} digits; expected EAN-13, EAN-8 or UPC-A (13, 8, 12)")
-    digits = [int(c) for c in code]
-    body, check = digits[:-1], digits[-1]
-    weighted = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
-    expected = (10 - weighted % 10) % 10
-    if check != expected:
-        raise ValueError(f"barcode {code!r} has a wrong check digit (expected {expected})")
-    return code
-
-
 def parse_products_csv(path: str | Path) -> dict[str, ProductRow]:
     """Products from a CSV with header ``sku,name,price`` (+ optional ``barcode``, ``currency``).
 
-    UTF-8 with or without BOM; extra columns are ignored.  An empty price means unpriced.
+    UTF-8 with or without BOM; extra columns are ignored.  An empty price or barcode means "not
+    given": :func:`import_gallery` leaves a new product unpriced and keeps an existing one's.
     Raises :class:`GalleryImportError` listing every bad line.
     """
     path = Path(path)
@@ -432,7 +417,8 @@ def import_gallery(
     4. write products and gallery rows in one transaction.
 
     A label without a CSV row becomes a product named by its label, unpriced (unless it exists).
-    Products given in ``products`` are created or updated (name, price, barcode, currency).
+    Products given in ``products`` are created or updated (name, currency, and price and barcode
+    where given; a barcode may move from one product of the import to another).
     Images already in the gallery for this sku and model are skipped.  Any problem raises
     (:class:`GalleryImportError` for bad input) and leaves the catalogue and ``copy_to`` as they were.
     """
@@ -454,9 +440,8 @@ def import_gallery(
     for row in products.values():
         if row.barcode is not None:
             owner = catalog.find_by_barcode(row.barcode)
-            if owner is not None and owner.sku != row.sku and not (
-                owner.sku in products and products[owner.sku].barcode != row.barcode
-            ):
+            # a barcode may move between two products of this import, not away from any other product
+            if owner is not None and owner.sku != row.sku and owner.sku not in products:
                 errors.append(
                     f"products line {row.line_no}: barcode {row.barcode} of {row.sku!r} already belongs "
                     f"to {owner.sku!r} in the catalogue"
@@ -536,12 +521,18 @@ def import_gallery(
 
         tick("write", 0, len(planned))
         with catalog.transaction():
-            # free barcodes that move to another product in this import before assigning them
+            # free barcodes that move to another product of this import before assigning them
+            claimed = {row.barcode: sku for sku, row in products.items() if row.barcode is not None}
             for sku, old in existing.items():
-                if sku in products and old.barcode is not None and old.barcode != products[sku].barcode:
+                if claimed.get(old.barcode, sku) != sku:
                     catalog.upsert_product(sku, barcode=None)
             for sku, row in products.items():
-                fields = dict(name=row.name, price=row.price, barcode=row.barcode, currency=row.currency)
+                # an empty price or barcode keeps what the catalogue has (new products: unpriced)
+                fields = dict(name=row.name, currency=row.currency)
+                if row.price is not None:
+                    fields["price"] = row.price
+                if row.barcode is not None:
+                    fields["barcode"] = row.barcode
                 old = existing.get(sku)
                 new = catalog.upsert_product(sku, **fields)
                 if old is None:

@@ -127,6 +127,8 @@ def test_add_get_and_duplicates(cat):
         (dict(sku="a", name="x", price=10**12), "more than"),
         (dict(sku="a", name="x", currency="yuan"), "currency"),
         (dict(sku="a", name="x", barcode="12ab"), "digits"),
+        (dict(sku="a", name="x", barcode="4006381333932"), "check digit"),
+        (dict(sku="a", name="x", barcode=""), "digits"),
     ],
 )
 def test_product_validation(cat, kwargs, message):

@@ -515,3 +515,16 @@ def test_import_from_folder(tmp_path, gallery, cat):
     report = import_gallery(cat, entries, None, HistogramEmbedder())
     assert report.images_added == 8
     assert {p.sku for p in cat.list_products()} == set(COLOURS)
+
+
+def test_empty_csv_fields_keep_catalogue_values_and_barcodes_can_swap(gallery, cat, tmp_path):
+    cat.add_product("apple", "Apple", 350, barcode="96385074")
+    cat.add_product("milk", "Milk", 1990, barcode="4006381333931")
+    cat.add_product("kiwi", "Kiwi", 800, barcode="036000291452")
+    csv_path = write_csv(tmp_path / "p.csv", "sku,name,price,barcode\napple,Apple,,4006381333931\n"
+                                             "milk,Milk,20.50,96385074\nkiwi,Kiwi gold,,\n")
+    report = import_gallery(cat, [], parse_products_csv(csv_path), HistogramEmbedder())
+    assert sorted(report.products_updated) == ["apple", "kiwi", "milk"] and report.images_added == 0
+    assert cat.get_product("apple") == Product("apple", "Apple", 350, barcode="4006381333931")
+    assert cat.get_product("milk") == Product("milk", "Milk", 2050, barcode="96385074")
+    assert cat.get_product("kiwi") == Product("kiwi", "Kiwi gold", 800, barcode="036000291452")
