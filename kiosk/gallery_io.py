@@ -377,7 +377,6 @@ class ImportReport:
 @dataclass
 class _Planned:
     entry: GalleryEntry
-    digest: str
     stored: str  # the file name the gallery row will carry
 
 
@@ -471,7 +470,7 @@ def import_gallery(
             skipped += 1
             continue
         planned_keys.add(key)
-        planned.append(_Planned(entry, digest, stored))
+        planned.append(_Planned(entry, stored))
     tick("check", len(entries), len(entries))
     if errors:
         raise GalleryImportError(errors, "gallery import")
