@@ -502,6 +502,46 @@ class Catalog:
         vectors = np.frombuffer(buf, dtype=_F32).reshape(len(rows), dim)
         return np.asarray(ids, dtype=np.int64), vectors.astype(np.float32, copy=False), list(skus)
 
+    def gallery_ids(self, model_id: str) -> tuple[np.ndarray, list[str]]:
+        """(ids int64, skus) of ``model_id``'s rows for active products, without the vectors
+        (what the vector index needs at start-up to know which rows are live)."""
+        rows = self._rows(
+            "SELECT g.id, g.sku FROM gallery_images g JOIN products p ON p.sku = g.sku "
+            "WHERE g.model_id = ? AND p.active = 1 ORDER BY g.id",
+            (model_id,),
+        )
+        if not rows:
+            return np.zeros(0, np.int64), []
+        ids, skus = zip(*rows)
+        return np.asarray(ids, dtype=np.int64), list(skus)
+
+    def gallery_vectors_for(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The stored embeddings of gallery rows ``ids``, in that order (float32 (N, D))."""
+        ids = [int(i) for i in np.asarray(ids).reshape(-1)]
+        found: dict[int, bytes] = {}
+        dims = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for i, dim, blob in self._rows(
+                f"SELECT id, dim, embedding FROM gallery_images WHERE id IN ({marks})", chunk
+            ):
+                found[i] = blob
+                dims.add(dim)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise KeyError(f"gallery rows not found: {missing[:10]}")
+        if len(dims) > 1:
+            raise CatalogError(f"gallery rows {ids[:10]} mix embedding sizes {sorted(dims)}")
+        if not ids:
+            return np.zeros((0, 0), np.float32)
+        buf = bytearray().join(found[i] for i in ids)
+        return np.frombuffer(buf, dtype=_F32).reshape(len(ids), dims.pop()).astype(np.float32)
+
+    def gallery_counts(self) -> dict[str, int]:
+        """Gallery images per sku (all models)."""
+        return dict(self._rows("SELECT sku, COUNT(*) FROM gallery_images GROUP BY sku"))
+
     def gallery_files(self, sku: str | None = None) -> list[tuple[str, str]]:
         """Distinct (sku, file) pairs in the gallery, oldest first, e.g. to re-embed them."""
         where, params = ("WHERE sku = ?", (sku,)) if sku is not None else ("", ())
