@@ -55,3 +55,25 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     n = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(n, eps)
+
+
+def load_embedder(spec: str | None = None) -> Embedder:
+    """Build an embedder from a settings string.
+
+    ``None`` or ``"default"``: EfficientNet-Lite0 (converted on first use into ``models_dir()``).
+    A directory path: a PaddleClas-style exported model in that folder.
+    """
+    from pathlib import Path
+
+    if spec is None or spec == "default":
+        from .effnet_lite import ensure_converted
+        from .paddle import PaddleEmbedder
+
+        return PaddleEmbedder(ensure_converted())
+    if Path(spec).is_dir():
+        from .paddle import PaddleEmbedder
+
+        return PaddleEmbedder(spec)
+    raise ValueError(
+        f"unknown embedder {spec!r}: use 'default' or the folder of an exported PaddleClas model"
+    )
