@@ -147,9 +147,11 @@ class PaddleModel:
             except Exception as exc:  # noqa: BLE001 - Paddle raises assorted error types
                 if not self.use_onednn or self._ran_ok:
                     raise
+                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
                 log.warning(
-                    "Paddle model %s failed with oneDNN (%s: %s); retrying without oneDNN",
-                    self.model_dir, type(exc).__name__, str(exc).strip().splitlines()[-1:] or "",
+                    "Paddle model %s failed on its first run with oneDNN (%s: %s); "
+                    "falling back to plain CPU kernels",
+                    self.model_dir, type(exc).__name__, " | ".join(lines[:3])[:300],
                 )
                 self.use_onednn = False
                 self._predictor = create_predictor(self.model_dir, False, self.num_threads)
