@@ -384,3 +384,9 @@ def test_model_dir_missing_params(tmp_path):
         f.unlink()
     with pytest.raises(FileNotFoundError, match="no exported program"):
         load_embedder(str(d))
+
+
+def test_model_id_is_reproducible(embedder, tmp_path):
+    """A second export in this (busy) process yields the same params file and model id."""
+    E.EfficientNetLite0()  # bumps paddle's global parameter-name counters
+    assert E.export(tmp_path / "again") == embedder.model_id

@@ -65,6 +65,8 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 RESIZE_SHORT = 256
 
 _DONE_MARKER = ".complete"
+# Bump when the exported graph or inference.yml changes; older exports are then redone.
+EXPORT_VERSION = 2
 
 
 def checkpoint_path() -> Path:
@@ -388,7 +390,10 @@ def convert_state_dict(sd: dict[str, np.ndarray], target_shapes: dict[str, tuple
 
 def build_model(checkpoint: str | os.PathLike | None = None):
     """EfficientNet-Lite0 (eval mode) with the ImageNet weights loaded."""
-    net = EfficientNetLite0()
+    # Fresh parameter names, so the exported params file (and the model id derived from its
+    # hash) depends only on the weights, not on what else this process has built.
+    with paddle.utils.unique_name.guard():
+        net = EfficientNetLite0()
     net.eval()
     sd = read_torch_checkpoint(checkpoint or checkpoint_path())
     shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -429,7 +434,10 @@ def preprocess_config(mode: str = "resize_crop", imagenet_norm: bool = False) ->
 
 
 def _is_finished(d: Path) -> bool:
-    return (d / _DONE_MARKER).is_file() and (d / "inference.yml").is_file() and (d / "inference.pdiparams").is_file()
+    marker = d / _DONE_MARKER
+    if not (marker.is_file() and (d / "inference.yml").is_file() and (d / "inference.pdiparams").is_file()):
+        return False
+    return f"export-version {EXPORT_VERSION}" in marker.read_text(encoding="utf-8").splitlines()
 
 
 def export(out_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> str:
@@ -437,14 +445,15 @@ def export(out_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = No
     out = Path(out_dir)
     emb = build_embedding_model(checkpoint)
     spec = [paddle.static.InputSpec(shape=[None, 3, INPUT_SIZE, INPUT_SIZE], dtype="float32", name="x")]
-    paddle.jit.save(emb, str(out / "inference"), input_spec=spec)
+    with paddle.utils.unique_name.guard():
+        paddle.jit.save(emb, str(out / "inference"), input_spec=spec)
     model_id = f"{MODEL_NAME}@{params_digest(out)}"
     cfg = {
         "Global": {"model_name": MODEL_NAME, "model_id": model_id, "embedding_size": EMBED_DIM},
         "PreProcess": {"channel_order": "RGB", "transform_ops": preprocess_config()},
     }
     (out / "inference.yml").write_text(dump_yaml(cfg), encoding="utf-8")
-    (out / _DONE_MARKER).write_text(model_id + "\n", encoding="utf-8")
+    (out / _DONE_MARKER).write_text(f"{model_id}\nexport-version {EXPORT_VERSION}\n", encoding="utf-8")
     return model_id
 
 
@@ -469,7 +478,7 @@ def ensure_converted(models_dir: str | os.PathLike | None = None) -> Path:
         if target.exists():
             if _is_finished(target):  # another process finished first
                 return target
-            shutil.rmtree(target)  # stale, unfinished export
+            shutil.rmtree(target)  # unfinished or from an older converter
         try:
             os.replace(tmp / "model", target)
         except OSError:
