@@ -9,22 +9,20 @@
 * :class:`PaddleModel` wraps a predictor: feed a dict of numpy arrays, get the outputs back.  If
   the first run with oneDNN fails (Paddle 3.3.1's oneDNN kernels reject some ``nearest_interp``
   ops) it rebuilds the predictor without oneDNN, logs a warning and carries on.
-* :func:`load_yaml` reads the small YAML files that PaddleClas / PaddleDetection export
-  (uses PyYAML when installed, else a built-in reader for the block/flow subset they use).
+* :func:`load_yaml` reads the small YAML files that PaddleClas / PaddleDetection export.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import re
 import threading
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import yaml
 
 log = logging.getLogger(__name__)
 
@@ -164,219 +162,12 @@ class PaddleModel:
 
 
 def load_yaml(path: str | os.PathLike) -> Any:
-    """Read a YAML (or JSON) file: PyYAML when available, else the built-in subset reader."""
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        import yaml  # type: ignore[import-not-found]
-    except ImportError:
-        yaml = None
-    if yaml is not None:
-        return yaml.safe_load(text)
-    stripped = text.lstrip()
-    if stripped.startswith("{") or stripped.startswith("["):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            pass
-    return parse_simple_yaml(text)
-
-
-_INT_RE = re.compile(r"^[-+]?\d+$")
-_FLOAT_RE = re.compile(r"^[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$|^[-+]?\.(inf|Inf|INF)$")
-
-
-def _strip_comment(line: str) -> str:
-    out, quote = [], None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            break
-        out.append(ch)
-    return "".join(out).rstrip()
-
-
-def _scalar(tok: str) -> Any:
-    t = tok.strip()
-    if t == "" or t in ("~", "null", "Null", "NULL"):
-        return None
-    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
-        body = t[1:-1]
-        return body.replace("''", "'") if t[0] == "'" else json.loads(t)
-    if t in ("true", "True", "TRUE"):
-        return True
-    if t in ("false", "False", "FALSE"):
-        return False
-    if _INT_RE.match(t):
-        return int(t)
-    if _FLOAT_RE.match(t):
-        return float(t)
-    if t.startswith("[") or t.startswith("{"):
-        return _flow(t)
-    return t
-
-
-def _split_flow(body: str) -> list[str]:
-    parts, depth, quote, cur = [], 0, None, []
-    for ch in body:
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-            continue
-        cur.append(ch)
-    if "".join(cur).strip():
-        parts.append("".join(cur))
-    return parts
-
-
-def _flow(t: str) -> Any:
-    if t.startswith("[") and t.endswith("]"):
-        return [_scalar(p) for p in _split_flow(t[1:-1])]
-    if t.startswith("{") and t.endswith("}"):
-        out = {}
-        for p in _split_flow(t[1:-1]):
-            k, _, v = p.partition(":")
-            out[_scalar(k)] = _scalar(v)
-        return out
-    raise ValueError(f"unsupported YAML flow value {t!r}")
-
-
-def _split_key(content: str) -> tuple[str, str] | None:
-    """Split ``key: value`` (value may be empty); None when the line is not a mapping entry."""
-    quote = None
-    for i, ch in enumerate(content):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[{" and i == 0:
-            return None
-        elif ch == ":" and (i + 1 == len(content) or content[i + 1] in " \t"):
-            return content[:i].strip(), content[i + 1 :].strip()
-    return None
-
-
-def parse_simple_yaml(text: str) -> Any:
-    """Parse the block-style YAML subset used by PaddleClas/PaddleDetection export files."""
-    lines: list[tuple[int, str]] = []
-    for raw in text.splitlines():
-        if raw.strip() in ("---", "..."):
-            continue
-        s = _strip_comment(raw)
-        if s.strip():
-            lines.append((len(s) - len(s.lstrip(" ")), s.strip()))
-    if not lines:
-        return None
-    value, pos = _parse_block(lines, 0, lines[0][0])
-    if pos != len(lines):
-        raise ValueError(f"could not parse YAML near line {lines[pos][1]!r}")
-    return value
-
-
-def _parse_block(lines: list[tuple[int, str]], pos: int, indent: int) -> tuple[Any, int]:
-    if lines[pos][1].startswith("- ") or lines[pos][1] == "-":
-        return _parse_seq(lines, pos, indent)
-    return _parse_map(lines, pos, indent)
-
-
-def _parse_value(lines, pos, indent, rest: str) -> tuple[Any, int]:
-    """Value after ``key:`` (rest of the line), possibly a nested block on the next lines."""
-    if rest:
-        return _scalar(rest), pos
-    if pos < len(lines) and (
-        lines[pos][0] > indent or (lines[pos][0] == indent and lines[pos][1].startswith("-"))
-    ):
-        return _parse_block(lines, pos, lines[pos][0])
-    return None, pos
-
-
-def _parse_map(lines, pos, indent) -> tuple[dict, int]:
-    out: dict = {}
-    while pos < len(lines) and lines[pos][0] == indent and not lines[pos][1].startswith("- "):
-        kv = _split_key(lines[pos][1])
-        if kv is None:
-            raise ValueError(f"expected 'key: value' in YAML line {lines[pos][1]!r}")
-        key, rest = kv
-        value, pos = _parse_value(lines, pos + 1, indent, rest)
-        out[_scalar(key)] = value
-    return out, pos
-
-
-def _parse_seq(lines, pos, indent) -> tuple[list, int]:
-    out: list = []
-    while pos < len(lines) and lines[pos][0] == indent and (
-        lines[pos][1].startswith("- ") or lines[pos][1] == "-"
-    ):
-        item = lines[pos][1][1:].strip()
-        if not item:
-            value, pos = _parse_value(lines, pos + 1, indent, "")
-            out.append(value)
-            continue
-        inner = indent + 2 + (len(lines[pos][1][1:]) - len(lines[pos][1][1:].lstrip(" ")) - 1)
-        kv = _split_key(item)
-        if kv is None:
-            out.append(_scalar(item))
-            pos += 1
-            continue
-        # "- key: value" starts a mapping whose other keys sit at the item's indent.
-        lines[pos] = (inner, item)
-        value, pos = _parse_map(lines, pos, inner)
-        out.append(value)
-    return out, pos
+    """Read a YAML file (the preprocessing configs PaddleClas / PaddleDetection export)."""
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
 
 
 def dump_yaml(data: Any) -> str:
-    """Write ``data`` (dicts, lists, scalars) as block YAML that :func:`load_yaml` reads back."""
-
-    def scalar(v: Any) -> str:
-        if v is None:
-            return "null"
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        s = str(v)
-        if s == "" or _scalar(s) != s or any(c in s for c in ":#{}[],'\"") or s != s.strip():
-            return json.dumps(s)
-        return s
-
-    def emit(v: Any, indent: int) -> list[str]:
-        pad = " " * indent
-        lines: list[str] = []
-        if isinstance(v, dict):
-            for k, x in v.items():
-                if isinstance(x, (dict, list)) and x:
-                    lines.append(f"{pad}{scalar(k)}:")
-                    lines.extend(emit(x, indent + 2))
-                else:
-                    lines.append(f"{pad}{scalar(k)}: {scalar(x) if not isinstance(x, (dict, list)) else json.dumps(x)}")
-        elif isinstance(v, list):
-            for x in v:
-                if isinstance(x, dict) and x:
-                    sub = emit(x, indent + 2)
-                    lines.append(f"{pad}- {sub[0].lstrip()}")
-                    lines.extend(sub[1:])
-                elif isinstance(x, list) and x:
-                    lines.append(f"{pad}-")
-                    lines.extend(emit(x, indent + 2))
-                else:
-                    lines.append(f"{pad}- {scalar(x) if not isinstance(x, (dict, list)) else json.dumps(x)}")
-        else:
-            lines.append(pad + scalar(v))
-        return lines
-
-    return "\n".join(emit(data, 0)) + "\n"
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
 
 
 def as_float_list(v: Any, n: int | None = None) -> list[float]:
