@@ -690,22 +690,27 @@ def demo_tray(name: str) -> tuple[RenderedTray, list[tuple]]:
     raise KeyError(name)
 
 
-def gallery_view(product: Product | str, view: int) -> np.ndarray:
-    """A gallery image: one product view on a patch of tray, cropped with a small margin."""
+def gallery_frame(product: Product | str, view: int) -> RenderedTray:
+    """A staff enrolment photo: the product alone on the tray, at a random place and angle."""
     p = product if isinstance(product, Product) else PRODUCTS_BY_SKU[product]
     rng = np.random.default_rng([int(p.sku.split("-")[-1]), view, 12345])
-    pkg = render_product(p, view, rng)
-    h, w = pkg.shape[:2]
-    m = 10
-    bg = _tray_background(TRAY_SIZE[0], TRAY_SIZE[1], 7)
-    ox, oy = int(rng.integers(40, TRAY_SIZE[0] - w - 2 * m - 40)), int(
-        rng.integers(40, TRAY_SIZE[1] - h - 2 * m - 40))
-    canvas = bg[oy:oy + h + 2 * m, ox:ox + w + 2 * m].copy()
-    _blend_dark(canvas, _soft_shadow(pkg[..., 3], 0.25, 5.0), m + 4, m + 5)
-    a = pkg[..., 3:].astype(np.float32) / 255.0
-    region = canvas[m:m + h, m:m + w]
-    canvas[m:m + h, m:m + w] = region * (1 - a) + pkg[..., :3].astype(np.float32) * a
-    return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+    w, h = TRAY_SIZE
+    item = (p.sku, float(w / 2 + rng.uniform(-0.2, 0.2) * w),
+            float(h / 2 + rng.uniform(-0.15, 0.15) * h), float(rng.uniform(-180, 180)),
+            float(rng.uniform(0.9, 1.1)))
+    return render_tray([item], rng=rng)
+
+
+def gallery_view(product: Product | str, view: int) -> np.ndarray:
+    """A gallery image as enrolment stores it: the item cut out of :func:`gallery_frame` by the
+    tray segmenter and turned upright (:func:`kiosk.detect.item_crop`)."""
+    from .detect import item_crop
+    from .detect.tray import TraySegmenter
+
+    frame = gallery_frame(product, view).image
+    dets = TraySegmenter(background=empty_tray()).detect(frame)
+    i = dets.largest()
+    return item_crop(frame, dets.boxes[i], dets.masks[i])
 
 
 def build_demo_assets(out_dir_gallery: Path | str = DEMO_GALLERY_DIR,

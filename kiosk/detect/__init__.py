@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 
 
@@ -45,17 +46,64 @@ class Detections:
     def empty(cls) -> "Detections":
         return cls(np.zeros((0, 4), np.int32), np.zeros((0,), np.float32), ())
 
-    def crops(self, image: np.ndarray, pad: float = 0.0) -> list[np.ndarray]:
-        """Cut each box out of ``image`` (optionally padded by a fraction of the box size)."""
-        h, w = image.shape[:2]
-        out = []
-        for x1, y1, x2, y2 in self.boxes:
-            px = int(round((x2 - x1) * pad))
-            py = int(round((y2 - y1) * pad))
-            a, b = max(0, x1 - px), max(0, y1 - py)
-            c, d = min(w, x2 + px), min(h, y2 + py)
-            out.append(image[b:d, a:c])
-        return out
+    def crops(self, image: np.ndarray, normalize: bool = True) -> list[np.ndarray]:
+        """One image per item, ready to embed.
+
+        With masks and ``normalize`` each item is cut out by :func:`item_crop` (background
+        neutral grey, turned upright), so neither the tray, a touching neighbour nor the angle
+        at which the shopper put it down changes its embedding.  Otherwise the plain box.
+        """
+        if normalize and self.masks is not None:
+            return [item_crop(image, b, m) for b, m in zip(self.boxes, self.masks)]
+        return [image[y1:y2, x1:x2] for x1, y1, x2, y2 in self.boxes]
+
+    def largest(self) -> int:
+        """Index of the item with the largest box (raises on no detections)."""
+        if not len(self):
+            raise ValueError("no item found")
+        b = self.boxes.astype(np.int64)
+        return int(np.argmax((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))
+
+
+FILL_VALUE = 128  # neutral grey around a cut-out item
+
+
+def item_crop(image: np.ndarray, box, mask: np.ndarray | None, *,
+              fill: int = FILL_VALUE, margin: float = 0.04) -> np.ndarray:
+    """Cut an item out of a tray image and turn it upright.
+
+    ``mask`` is the item's box-sized boolean mask.  Pixels outside the (slightly dilated) mask
+    become ``fill``; the crop is rotated so that the sides of the item's minimum-area rectangle
+    are axis-aligned with the long side vertical.  Gallery images enrolled from the tray go
+    through the same function, so query and gallery views agree up to a half turn, which
+    several enrolled views cover.
+    """
+    x1, y1, x2, y2 = (int(v) for v in box)
+    crop = np.ascontiguousarray(image[y1:y2, x1:x2])
+    if mask is None or crop.size == 0:
+        return crop
+    m = np.asarray(mask, dtype=np.uint8)
+    if m.shape != crop.shape[:2]:
+        raise ValueError(f"mask {m.shape} does not match box {crop.shape[:2]}")
+    grow = max(1, int(round(0.01 * max(m.shape))))
+    m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
+    cut = crop.copy()
+    cut[m == 0] = fill
+    pts = cv2.findNonZero(m)
+    if pts is None:
+        return cut
+    (cx, cy), (rw, rh), angle = cv2.minAreaRect(pts)
+    if rw > rh:  # long side vertical
+        angle += 90.0
+        rw, rh = rh, rw
+    pad = margin * max(rw, rh)
+    out_w, out_h = max(1, int(round(rw + 2 * pad))), max(1, int(round(rh + 2 * pad)))
+    rot = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    rot[0, 2] += out_w / 2.0 - cx
+    rot[1, 2] += out_h / 2.0 - cy
+    border = (fill,) * (cut.shape[2] if cut.ndim == 3 else 1)
+    return cv2.warpAffine(cut, rot, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 
 @runtime_checkable

@@ -190,6 +190,9 @@ class PaddleEmbedder:
         gl = cfg.get("Global") or {}
         model_id = gl.get("model_id") or cfg.get("model_id")
         self.model_id: str = str(model_id) if model_id else f"{self.model_dir.name}@{params_digest(self.model_dir)}"
+        # PP-ShiTu keeps the retrieval score threshold under IndexProcess.score_thres
+        thres = (cfg.get("IndexProcess") or {}).get("score_thres")
+        self.threshold: float | None = float(thres) if thres is not None else None
         self.batch_size = max(1, int(batch_size))
         self.model = PaddleModel(self.model_dir, use_onednn=use_onednn, num_threads=num_threads)
         names = self.model.input_names

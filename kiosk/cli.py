@@ -1,0 +1,300 @@
+"""``kiosk`` command line.  Other tools script against it: keep command names and JSON keys."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+log = logging.getLogger("kiosk")
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+# ---------------------------------------------------------------- helpers
+def _demo_db() -> Path:
+    from .paths import data_dir
+
+    return data_dir() / "demo" / "catalog.db"
+
+
+def resolve_db(arg: str | None) -> Path:
+    """--db, else $KIOSK_DB, else the store catalogue if it exists, else the demo catalogue."""
+    from .paths import default_db_path
+
+    if arg:
+        return Path(arg)
+    if os.environ.get("KIOSK_DB"):
+        return Path(os.environ["KIOSK_DB"])
+    if default_db_path().exists():
+        return default_db_path()
+    db = _demo_db()
+    if not db.exists():
+        from .demo_catalog import build_demo_catalog
+
+        print(f"no catalogue yet: using the built-in demo catalogue at {db}", file=sys.stderr)
+        build_demo_catalog(db)
+    return db
+
+
+def _progress(label: str):
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        print(f"\r{label}: {done}/{total}", end="" if done < total else "\n",
+              file=sys.stderr, flush=True)
+
+    return show
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, ensure_ascii=False))
+
+
+# ---------------------------------------------------------------- commands
+def cmd_setup(args) -> int:
+    from .embed.effnet_lite import ensure_converted
+
+    path = ensure_converted()
+    print(f"model ready: {path}")
+    db = resolve_db(None)
+    print(f"catalogue: {db}")
+    return 0
+
+
+def cmd_gallery_import(args) -> int:
+    from .catalog import Catalog
+    from .embed import load_embedder
+    from .engine import Engine
+    from .gallery_io import import_gallery, parse_gallery_list, parse_products_csv, scan_folder
+
+    src = Path(args.source)
+    if not src.exists():
+        raise CliError(f"{src}: no such file or folder")
+    entries = scan_folder(src) if src.is_dir() else parse_gallery_list(src)
+    products = parse_products_csv(Path(args.products)) if args.products else None
+    embedder = load_embedder(args.model)
+    db = Path(args.db)
+    catalog = Catalog(db)
+    copy_to = None if args.no_copy else db.parent / "gallery"
+    show = _progress("import")
+    report = import_gallery(catalog, entries, products, embedder, copy_to=copy_to,
+                            progress=(lambda stage, done, total: show(done, total)) if show else None)
+    catalog.close()
+    Engine.open(db, embedder=embedder).close()  # brings the vector index up to date
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.summary())
+    return 0
+
+
+def cmd_gallery_add(args) -> int:
+    from .engine import Engine
+    from .gallery_io import load_image
+    from .money import parse_price
+
+    engine = Engine.open(Path(args.db))
+    try:
+        images = [load_image(Path(p)) for p in args.images]
+        cat = engine.catalog
+        if cat.get_product(args.sku) is None:
+            if not args.name:
+                raise CliError(f"new product {args.sku!r}: --name is required")
+            cat.add_product(args.sku, args.name,
+                            price=parse_price(args.price) if args.price else None,
+                            barcode=args.barcode)
+        ids = engine.add_images(args.sku, images, [str(Path(p).resolve()) for p in args.images])
+        print(f"{args.sku}: {len(ids)} gallery image(s) added")
+    finally:
+        engine.close()
+    return 0
+
+
+def cmd_gallery_remove(args) -> int:
+    from .engine import Engine
+
+    engine = Engine.open(Path(args.db))
+    try:
+        n = engine.remove_product(args.sku)
+    except KeyError as exc:
+        raise CliError(str(exc.args[0])) from None
+    finally:
+        engine.close()
+    print(f"{args.sku}: removed with {n} gallery image(s)")
+    return 0
+
+
+def cmd_gallery_list(args) -> int:
+    from .catalog import Catalog
+    from .money import format_price
+
+    cat = Catalog(Path(args.db))
+    rows = []
+    counts = cat.gallery_counts()
+    for p in cat.list_products(active_only=False):
+        rows.append({"sku": p.sku, "name": p.name, "price": p.price, "currency": p.currency,
+                     "barcode": p.barcode, "active": p.active, "images": counts.get(p.sku, 0)})
+    cat.close()
+    if args.json:
+        _print_json(rows)
+        return 0
+    for r in rows:
+        price = format_price(r["price"], r["currency"]) if r["price"] is not None else "unpriced"
+        flag = "" if r["active"] else "  (inactive)"
+        print(f"{r['sku']:<24} {r['name']:<24} {price:>10} {r['images']:>4} images{flag}")
+    return 0
+
+
+def cmd_recognize(args) -> int:
+    from .engine import Engine
+    from .gallery_io import load_image
+    from .money import format_price
+
+    db = resolve_db(args.db)
+    background = load_image(Path(args.background)) if args.background else None
+    engine = Engine.open(db, background=background)
+    try:
+        for n, path in enumerate(args.images):
+            result = engine.recognize(load_image(Path(path)))
+            if args.json:
+                out = result.to_dict()
+                out["image"] = str(path)
+                _print_json(out)
+                continue
+            if n:
+                print()
+            print(f"{path}: {len(result.items)} item(s)")
+            for item in result.items:
+                label = item.name if not item.unknown else "UNKNOWN (call the cashier)"
+                best = ", ".join(f"{c.name} {c.score:.2f}" for c in item.candidates[:3])
+                print(f"  {str(list(item.box)):<24} {label:<24} score {item.score:.2f}"
+                      f"   [{best}]")
+            r = result.receipt
+            for line in r.lines:
+                print(f"    {line.name:<24} x{line.qty:<3} {format_price(line.unit_price, r.currency):>9}"
+                      f" {format_price(line.amount, r.currency):>10}")
+            print(f"    {'TOTAL':<29} {format_price(r.total, r.currency):>20}")
+    finally:
+        engine.close()
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .decide import Decider
+    from .embed import load_embedder
+    from .engine import model_threshold
+    from .evaluate import evaluate_lists
+
+    embedder = load_embedder(args.model)
+    threshold = args.threshold if args.threshold is not None else model_threshold(embedder)
+    report = evaluate_lists(embedder, Path(args.gallery), Path(args.query),
+                            Decider(k=args.k, threshold=threshold),
+                            progress=_progress("embedding"))
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        for key, value in report.to_dict().items():
+            print(f"{key:>20}: {value}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    result = run_bench(quick=args.quick, progress=lambda msg: print(msg, file=sys.stderr))
+    if args.json:
+        _print_json(result)
+    else:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from .paths import default_db_path
+
+    p = argparse.ArgumentParser(prog="kiosk", description="袋鼯麻麻 self-checkout kiosk")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = p.add_subparsers(dest="command")
+
+    s = sub.add_parser("setup", help="convert the models and build the demo catalogue")
+    s.set_defaults(func=cmd_setup)
+
+    g = sub.add_parser("gallery", help="manage the product gallery").add_subparsers(
+        dest="gallery_command", required=True)
+    db_default = str(default_db_path())
+    s = g.add_parser("import", help="import a PaddleClas gallery list or a folder per SKU")
+    s.add_argument("--db", default=db_default)
+    s.add_argument("source", metavar="LIST_OR_DIR")
+    s.add_argument("--products", metavar="CSV", help="sku,name,price[,barcode] rows")
+    s.add_argument("--model", help="recognition model folder (default: built-in)")
+    s.add_argument("--no-copy", action="store_true",
+                   help="reference the images where they are instead of copying them")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_gallery_import)
+    s = g.add_parser("add", help="add gallery images for a product (created if new)")
+    s.add_argument("--db", default=db_default)
+    s.add_argument("--sku", required=True)
+    s.add_argument("--name")
+    s.add_argument("--price", help="price in yuan, e.g. 3.50")
+    s.add_argument("--barcode")
+    s.add_argument("images", nargs="+", metavar="IMAGE")
+    s.set_defaults(func=cmd_gallery_add)
+    s = g.add_parser("remove", help="delete a product and its gallery images")
+    s.add_argument("--db", default=db_default)
+    s.add_argument("sku")
+    s.set_defaults(func=cmd_gallery_remove)
+    s = g.add_parser("list", help="list products")
+    s.add_argument("--db", default=db_default)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_gallery_list)
+
+    s = sub.add_parser("recognize", help="recognise the items on tray images")
+    s.add_argument("--db", help="catalogue (default: the store's, else the demo)")
+    s.add_argument("--background", metavar="EMPTY_TRAY_IMAGE")
+    s.add_argument("--json", action="store_true", help="one JSON object per image (JSON Lines)")
+    s.add_argument("images", nargs="+", metavar="IMAGE")
+    s.set_defaults(func=cmd_recognize)
+
+    s = sub.add_parser("eval", help="retrieval accuracy on gallery/query lists")
+    s.add_argument("--gallery", required=True, metavar="LIST")
+    s.add_argument("--query", required=True, metavar="LIST")
+    s.add_argument("--model", help="recognition model folder (default: built-in)")
+    s.add_argument("--threshold", type=float)
+    s.add_argument("--k", type=int, default=5)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("bench", help="per-stage timings and a 100k-vector gallery")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--quick", action="store_true", help="10k vectors instead of 100k")
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except (CliError, ValueError, KeyError, FileNotFoundError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"kiosk: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""The recognition engine: detect -> embed -> retrieve -> decide -> receipt.
+
+One :class:`Engine` owns the catalogue, the models and the vector index.  It is the only object
+the command line and the GUI talk to; it never imports Qt.  Its methods are thread-safe (one
+lock), so a GUI worker thread can recognise while staff enrol a product.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .basket import Receipt, build_receipt
+from .catalog import Catalog, Product
+from .decide import Decider, Decision
+from .detect import Detections, Detector, make_detector
+from .embed import Embedder, Embeddings, load_embedder
+from .retrieve import VectorIndex
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CandidateInfo:
+    sku: str
+    name: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"sku": self.sku, "name": self.name, "score": round(self.score, 4)}
+
+
+@dataclass(frozen=True)
+class TrayItem:
+    box: tuple[int, int, int, int]
+    sku: str | None
+    name: str | None
+    score: float
+    unknown: bool
+    candidates: tuple[CandidateInfo, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "box": list(self.box),
+            "sku": self.sku,
+            "name": self.name,
+            "score": round(self.score, 4),
+            "unknown": self.unknown,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+
+@dataclass(frozen=True)
+class TrayResult:
+    items: tuple[TrayItem, ...]
+    receipt: Receipt
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"items": [i.to_dict() for i in self.items], "receipt": self.receipt.to_dict()}
+
+
+def index_path_for(db_path: Path) -> Path:
+    return Path(db_path).with_suffix(".faiss")
+
+
+def background_path_for(db_path: Path) -> Path:
+    """Where the calibrated empty-tray image of this catalogue lives."""
+    return Path(db_path).parent / "empty_tray.png"
+
+
+class Engine:
+    def __init__(self, catalog: Catalog, embedder: Embedder, detector: Detector,
+                 decider: Decider | None = None, index_path: Path | None = None) -> None:
+        self.catalog = catalog
+        self.embedder = embedder
+        self.detector = detector
+        self.decider = decider or Decider()
+        self.index_path = Path(index_path) if index_path else index_path_for(catalog.path)
+        self._lock = threading.RLock()
+        self.reembedded = self._reembed_stale()
+        self.index, self.index_action = VectorIndex.sync(
+            self.index_path, embedder.model_id, embedder.dim,
+            *self._live_rows())
+        self._refresh_skus()
+        if self.index_action != "loaded":
+            log.info("vector index %s: %s", self.index_path, self.index_action)
+            self.index.save(self.index_path)
+
+    # -------------------------------------------------------------- factory
+    @classmethod
+    def open(cls, db_path: str | Path, *, embedder: Embedder | None = None,
+             detector: str | Detector | None = None, background: np.ndarray | None = None,
+             threshold: float | None = None, k: int | None = None) -> "Engine":
+        from .gallery_io import load_image
+
+        db_path = Path(db_path)
+        catalog = Catalog(db_path)
+        embedder = embedder or load_embedder()
+        if background is None and background_path_for(db_path).is_file():
+            background = load_image(background_path_for(db_path))
+        if detector is None or isinstance(detector, str):
+            detector = make_detector(detector, background=background)
+        decider = Decider(
+            k=k or Decider().k,
+            threshold=threshold if threshold is not None else model_threshold(embedder),
+        )
+        return cls(catalog, embedder, detector, decider)
+
+    # ------------------------------------------------------------ internals
+    def _live_rows(self):
+        ids, _skus = self.catalog.gallery_ids(self.embedder.model_id)
+        return ids, self.catalog.gallery_vectors_for
+
+    def _refresh_skus(self) -> None:
+        ids, skus = self.catalog.gallery_ids(self.embedder.model_id)
+        self._sku_of = dict(zip(ids.tolist(), skus))
+        self._products = {p.sku: p for p in self.catalog.list_products(active_only=False)}
+
+    def _reembed_stale(self) -> int:
+        """Gallery images embedded by another model get this model's embedding; the old
+        model's rows are then dropped, so vectors of two models never mix."""
+        model = self.embedder.model_id
+        stale = self.catalog.stale_models(model)
+        if not stale:
+            return 0
+        from .gallery_io import load_image
+
+        have = {(r["sku"], r["file"]) for r in self.catalog.gallery_rows(model_id=model)}
+        todo = [sf for sf in self.catalog.gallery_files() if sf not in have]
+        log.warning("re-embedding %d gallery images for model %s (was %s)", len(todo), model,
+                    ", ".join(stale))
+        for start in range(0, len(todo), 32):
+            chunk = todo[start:start + 32]
+            emb = self.embedder.embed([load_image(Path(f)) for _, f in chunk])
+            with self.catalog.transaction():
+                for (sku, f), vec in zip(chunk, emb.vectors):
+                    self.catalog.add_gallery_images(sku, [f], Embeddings(vec[None], model))
+        with self.catalog.transaction():
+            for old in stale:
+                self.catalog.remove_model(old)
+        return len(todo)
+
+    def product(self, sku: str | None) -> Product | None:
+        return self._products.get(sku) if sku else None
+
+    # ------------------------------------------------------------- recognise
+    def recognize(self, image: np.ndarray) -> TrayResult:
+        t0 = time.perf_counter()
+        dets = self.detector.detect(image)
+        t1 = time.perf_counter()
+        decisions = self.recognize_crops(dets.crops(image), timings := {})
+        t2 = time.perf_counter()
+        items = tuple(self._item(box, d) for box, d in zip(dets.boxes, decisions))
+        receipt = self.receipt_for([i.sku for i in items if i.sku])
+        t3 = time.perf_counter()
+        timings.update(detect=(t1 - t0) * 1e3, receipt=(t3 - t2) * 1e3,
+                       total=(t3 - t0) * 1e3)
+        return TrayResult(items, receipt, timings)
+
+    def recognize_crops(self, crops: Sequence[np.ndarray],
+                        timings: dict | None = None) -> list[Decision]:
+        if not crops:
+            return []
+        t0 = time.perf_counter()
+        emb = self.embedder.embed(list(crops))
+        t1 = time.perf_counter()
+        with self._lock:
+            nb = self.index.search(emb.vectors, k=self.decider.k)
+            t2 = time.perf_counter()
+            decisions = self.decider.decide(nb, self._sku_of)
+        t3 = time.perf_counter()
+        if timings is not None:
+            timings.update(embed=(t1 - t0) * 1e3, search=(t2 - t1) * 1e3,
+                           decide=(t3 - t2) * 1e3)
+        return decisions
+
+    def _item(self, box, d: Decision) -> TrayItem:
+        def name(sku):
+            p = self._products.get(sku)
+            return p.name if p else sku
+
+        cands = tuple(CandidateInfo(c.sku, name(c.sku), c.score) for c in d.candidates)
+        return TrayItem(tuple(int(v) for v in box), d.sku, name(d.sku) if d.sku else None,
+                        d.score, d.unknown, cands)
+
+    def receipt_for(self, skus: Sequence[str]) -> Receipt:
+        return build_receipt(skus, self._products)
+
+    # --------------------------------------------------------- gallery edits
+    def add_images(self, sku: str, images: Sequence[np.ndarray],
+                   files: Sequence[str | Path]) -> list[int]:
+        """Embed and store gallery images for an existing product; searchable at once."""
+        emb = self.embedder.embed(list(images))
+        with self._lock:
+            ids = self.catalog.add_gallery_images(sku, [str(f) for f in files], emb)
+            product = self.catalog.get_product(sku)
+            if product is not None and product.active:
+                self.index.add(np.asarray(ids, np.int64), emb.vectors)
+            self._refresh_skus()
+        return ids
+
+    def enrol(self, sku: str, frames: Sequence[np.ndarray], gallery_dir: Path | None = None
+              ) -> list[int]:
+        """Add views of ``sku`` from tray photos with that product alone on the tray.
+
+        Each frame is segmented like a checkout frame, the largest item is cut out and turned
+        upright (exactly as at recognition), saved as a gallery image and embedded; the
+        product is searchable as soon as this returns.  A frame with no item raises
+        ``ValueError`` and nothing is stored.
+        """
+        crops = []
+        for n, frame in enumerate(frames):
+            dets = self.detector.detect(frame)
+            if not len(dets):
+                raise ValueError(f"view {n + 1}: no item found on the tray")
+            i = dets.largest()
+            crops.append(dets.crops(frame)[i])
+        return self.add_crops(sku, crops, gallery_dir)
+
+    def add_crops(self, sku: str, crops: Sequence[np.ndarray], gallery_dir: Path | None = None,
+                  half_turns: bool = True) -> list[int]:
+        """Store upright item crops as gallery images of ``sku`` (files named by content hash).
+
+        An upright crop is only defined up to a half turn (a can lies either way round), so by
+        default each crop is stored twice, as cut and turned by 180 degrees.  On the demo
+        trays this takes look-alike flavours from 13 to 20 fully right trays out of 20.
+        """
+        import hashlib
+
+        import cv2
+
+        if half_turns:
+            crops = [c for crop in crops for c in (crop, cv2.rotate(crop, cv2.ROTATE_180))]
+        folder = Path(gallery_dir or self.catalog.path.parent / "gallery") / sku
+        folder.mkdir(parents=True, exist_ok=True)
+        files, written = [], []
+        try:
+            for crop in crops:
+                ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 92])
+                if not ok:
+                    raise ValueError("could not encode a gallery image")
+                path = folder / f"{hashlib.sha256(buf.tobytes()).hexdigest()[:16]}.jpg"
+                if not path.exists():
+                    path.write_bytes(buf.tobytes())
+                    written.append(path)
+                files.append(path)
+            return self.add_images(sku, crops, files)
+        except BaseException:
+            for path in written:  # nothing half-done: no orphan files
+                path.unlink(missing_ok=True)
+            raise
+
+    def remove_product(self, sku: str) -> int:
+        """Delete a product and its gallery rows; it stops matching at once."""
+        with self._lock:
+            ids = [i for i, s in self._sku_of.items() if s == sku]
+            if self.catalog.get_product(sku) is None:
+                raise KeyError(f"no product with SKU {sku!r}")
+            self.catalog.delete_product(sku)
+            self.index.remove(ids)
+            self._refresh_skus()
+        return len(ids)
+
+    def set_active(self, sku: str, active: bool) -> None:
+        with self._lock:
+            self.catalog.set_active(sku, active)
+            ids, _ = self.catalog.gallery_ids(self.embedder.model_id)
+            self.index.set_live(ids)
+            missing = ids[~np.isin(ids, self.index.ids())]
+            if len(missing):
+                self.index.add(missing, self.catalog.gallery_vectors_for(missing))
+            self._refresh_skus()
+
+    def reload(self) -> None:
+        """Pick up catalogue changes made by another process (e.g. the command line)."""
+        with self._lock:
+            self.index, self.index_action = VectorIndex.sync(
+                self.index_path, self.embedder.model_id, self.embedder.dim,
+                *self._live_rows())
+            self._refresh_skus()
+
+    def save(self) -> None:
+        with self._lock:
+            if self.index.needs_compaction:
+                self.index = self.index.compacted()
+            if self.index.dirty or not self.index_path.exists():
+                self.index.save(self.index_path)
+
+    def close(self) -> None:
+        self.save()
+        self.catalog.close()
+
+
+def model_threshold(embedder: Embedder) -> float:
+    """The model's calibrated threshold if its config has one, else the default."""
+    from .decide import DEFAULT_THRESHOLD
+
+    return float(getattr(embedder, "threshold", None) or DEFAULT_THRESHOLD)

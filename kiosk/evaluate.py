@@ -1,0 +1,111 @@
+"""Retrieval evaluation on PaddleClas-style gallery/query lists (``kiosk eval``).
+
+Each query image is embedded whole, as one item.  Ranking metrics (recall@k, mAP) use the
+exact similarity to every gallery image; the operating-point metrics (accuracy and the two
+reject rates) go through the same HNSW index and decision rule as the kiosk.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .decide import Decider
+from .embed import Embedder, Embeddings
+from .retrieve import VectorIndex
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    model_id: str
+    n_gallery: int
+    n_queries: int
+    n_unknown_queries: int
+    recall_at_1: float
+    recall_at_5: float
+    mAP: float
+    threshold: float
+    accuracy: float
+    false_reject_rate: float
+    unknown_reject_rate: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def embed_files(embedder: Embedder, paths: Sequence[Path], batch: int = 32,
+                progress: Callable[[int, int], None] | None = None) -> Embeddings:
+    from .gallery_io import load_image
+
+    chunks = []
+    for start in range(0, len(paths), batch):
+        images = [load_image(p) for p in paths[start:start + batch]]
+        chunks.append(embedder.embed(images).vectors)
+        if progress:
+            progress(min(start + batch, len(paths)), len(paths))
+    vecs = np.concatenate(chunks) if chunks else np.zeros((0, embedder.dim), np.float32)
+    return Embeddings(vecs, embedder.model_id)
+
+
+def ranking_metrics(sims: np.ndarray, g_labels: np.ndarray, q_labels: np.ndarray,
+                    ks=(1, 5)) -> dict:
+    """recall@k and mAP over queries whose label is in the gallery."""
+    order = np.argsort(-sims, axis=1, kind="stable")
+    rel = g_labels[order] == q_labels[:, None]  # (Q, G) relevance in rank order
+    has = rel.any(axis=1)
+    rel = rel[has]
+    out = {f"recall_at_{k}": float(rel[:, :k].any(axis=1).mean()) if len(rel) else 0.0
+           for k in ks}
+    if len(rel):
+        hits = np.cumsum(rel, axis=1)
+        ranks = np.arange(1, rel.shape[1] + 1)
+        ap = (rel * hits / ranks).sum(axis=1) / rel.sum(axis=1)
+        out["mAP"] = float(ap.mean())
+    else:
+        out["mAP"] = 0.0
+    return out
+
+
+def evaluate_embeddings(g: Embeddings, g_labels: Sequence[str], q: Embeddings,
+                        q_labels: Sequence[str], decider: Decider) -> EvalReport:
+    g_labels = np.asarray(g_labels, dtype=object)
+    q_labels = np.asarray(q_labels, dtype=object)
+    sims = q.vectors @ g.vectors.T
+    rank = ranking_metrics(sims, g_labels, q_labels)
+
+    index = VectorIndex(g.dim, g.model_id)
+    ids = np.arange(len(g_labels), dtype=np.int64)
+    index.add(ids, g.vectors)
+    sku_of = dict(zip(ids.tolist(), g_labels.tolist()))
+    decisions = decider.decide(index.search(q.vectors, k=decider.k), sku_of)
+
+    known = np.isin(q_labels, np.unique(g_labels))
+    called = np.array([d.sku for d in decisions], dtype=object)
+    rejected = np.array([d.unknown for d in decisions])
+    n_known = int(known.sum())
+    n_unknown = int((~known).sum())
+    return EvalReport(
+        model_id=g.model_id,
+        n_gallery=len(g_labels),
+        n_queries=len(q_labels),
+        n_unknown_queries=n_unknown,
+        **rank,
+        threshold=decider.threshold,
+        accuracy=float((called[known] == q_labels[known]).mean()) if n_known else 0.0,
+        false_reject_rate=float(rejected[known].mean()) if n_known else 0.0,
+        unknown_reject_rate=float(rejected[~known].mean()) if n_unknown else None,
+    )
+
+
+def evaluate_lists(embedder: Embedder, gallery_list: Path, query_list: Path,
+                   decider: Decider, progress=None) -> EvalReport:
+    from .gallery_io import parse_gallery_list
+
+    g_entries = parse_gallery_list(gallery_list)
+    q_entries = parse_gallery_list(query_list)
+    g = embed_files(embedder, [e.path for e in g_entries], progress=progress)
+    q = embed_files(embedder, [e.path for e in q_entries], progress=progress)
+    return evaluate_embeddings(g, [e.label for e in g_entries], q,
+                               [e.label for e in q_entries], decider)
