@@ -77,7 +77,9 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
             updated_at TEXT NOT NULL DEFAULT ({_NOW})
         );
         CREATE TABLE gallery_images (
-            id INTEGER PRIMARY KEY,
+            -- AUTOINCREMENT: a row id is never reused, because the vector index keys its
+            -- vectors (and tombstones) by it
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             sku TEXT NOT NULL REFERENCES products(sku) ON DELETE CASCADE ON UPDATE CASCADE,
             file TEXT NOT NULL,
             model_id TEXT NOT NULL,

@@ -54,6 +54,14 @@ def _progress(label: str):
     return show
 
 
+def _pad(text: str, width: int) -> str:
+    """Left-align ``text`` in ``width`` terminal columns (CJK characters take two)."""
+    import unicodedata
+
+    cols = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(0, width - cols)
+
+
 def _print_json(obj) -> None:
     print(json.dumps(obj, ensure_ascii=False))
 
@@ -105,13 +113,18 @@ def cmd_gallery_add(args) -> int:
     try:
         images = [load_image(Path(p)) for p in args.images]
         cat = engine.catalog
-        if cat.get_product(args.sku) is None:
-            if not args.name:
-                raise CliError(f"new product {args.sku!r}: --name is required")
-            cat.add_product(args.sku, args.name,
-                            price=parse_price(args.price) if args.price else None,
-                            barcode=args.barcode)
-        ids = engine.add_images(args.sku, images, [str(Path(p).resolve()) for p in args.images])
+        with cat.transaction():  # a new product appears with its images or not at all
+            if cat.get_product(args.sku) is None:
+                if not args.name:
+                    raise CliError(f"new product {args.sku!r}: --name is required")
+                cat.add_product(args.sku, args.name,
+                                price=parse_price(args.price) if args.price else None,
+                                barcode=args.barcode)
+            if args.tray:  # photos of the product alone on the tray: cut out like items
+                ids = engine.enrol(args.sku, images)
+            else:
+                ids = engine.add_images(args.sku, images,
+                                        [str(Path(p).resolve()) for p in args.images])
         print(f"{args.sku}: {len(ids)} gallery image(s) added")
     finally:
         engine.close()
@@ -149,7 +162,7 @@ def cmd_gallery_list(args) -> int:
     for r in rows:
         price = format_price(r["price"], r["currency"]) if r["price"] is not None else "unpriced"
         flag = "" if r["active"] else "  (inactive)"
-        print(f"{r['sku']:<24} {r['name']:<24} {price:>10} {r['images']:>4} images{flag}")
+        print(f"{r['sku']:<24} {_pad(r['name'], 28)} {price:>10} {r['images']:>4} images{flag}")
     return 0
 
 
@@ -175,13 +188,15 @@ def cmd_recognize(args) -> int:
             for item in result.items:
                 label = item.name if not item.unknown else "UNKNOWN (call the cashier)"
                 best = ", ".join(f"{c.name} {c.score:.2f}" for c in item.candidates[:3])
-                print(f"  {str(list(item.box)):<24} {label:<24} score {item.score:.2f}"
+                print(f"  {str(list(item.box)):<24} {_pad(label, 28)} score {item.score:.2f}"
                       f"   [{best}]")
             r = result.receipt
             for line in r.lines:
-                print(f"    {line.name:<24} x{line.qty:<3} {format_price(line.unit_price, r.currency):>9}"
+                unit = (format_price(line.unit_price, r.currency) if line.unit_price is not None
+                        else "unpriced")
+                print(f"    {_pad(line.name, 28)} x{line.qty:<3} {unit:>9}"
                       f" {format_price(line.amount, r.currency):>10}")
-            print(f"    {'TOTAL':<29} {format_price(r.total, r.currency):>20}")
+            print(f"    {_pad('TOTAL', 28)} {format_price(r.total, r.currency):>24}")
     finally:
         engine.close()
     return 0
@@ -246,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name")
     s.add_argument("--price", help="price in yuan, e.g. 3.50")
     s.add_argument("--barcode")
+    s.add_argument("--tray", action="store_true",
+                   help="the images are tray photos with the product alone on the tray")
     s.add_argument("images", nargs="+", metavar="IMAGE")
     s.set_defaults(func=cmd_gallery_add)
     s = g.add_parser("remove", help="delete a product and its gallery images")

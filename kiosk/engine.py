@@ -118,8 +118,12 @@ class Engine:
         return ids, self.catalog.gallery_vectors_for
 
     def _refresh_skus(self) -> None:
+        """Re-read which live gallery row belongs to which product, and the products."""
         ids, skus = self.catalog.gallery_ids(self.embedder.model_id)
         self._sku_of = dict(zip(ids.tolist(), skus))
+        self._ids_of: dict[str, list[int]] = {}
+        for i, sku in self._sku_of.items():
+            self._ids_of.setdefault(sku, []).append(i)
         self._products = {p.sku: p for p in self.catalog.list_products(active_only=False)}
 
     def _reembed_stale(self) -> int:
@@ -200,9 +204,11 @@ class Engine:
         with self._lock:
             ids = self.catalog.add_gallery_images(sku, [str(f) for f in files], emb)
             product = self.catalog.get_product(sku)
-            if product is not None and product.active:
+            self._products[sku] = product
+            if product.active:
                 self.index.add(np.asarray(ids, np.int64), emb.vectors)
-            self._refresh_skus()
+                self._sku_of.update((i, sku) for i in ids)
+                self._ids_of.setdefault(sku, []).extend(ids)
         return ids
 
     def enrol(self, sku: str, frames: Sequence[np.ndarray], gallery_dir: Path | None = None
@@ -259,13 +265,20 @@ class Engine:
     def remove_product(self, sku: str) -> int:
         """Delete a product and its gallery rows; it stops matching at once."""
         with self._lock:
-            ids = [i for i, s in self._sku_of.items() if s == sku]
             if self.catalog.get_product(sku) is None:
                 raise KeyError(f"no product with SKU {sku!r}")
             self.catalog.delete_product(sku)
+            ids = self._ids_of.pop(sku, [])
             self.index.remove(ids)
-            self._refresh_skus()
+            for i in ids:
+                self._sku_of.pop(i, None)
+            self._products.pop(sku, None)
         return len(ids)
+
+    def set_price(self, sku: str, fen: int | None) -> None:
+        with self._lock:
+            self.catalog.set_price(sku, fen)
+            self._products[sku] = self.catalog.get_product(sku)
 
     def set_active(self, sku: str, active: bool) -> None:
         with self._lock:
