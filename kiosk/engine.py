@@ -84,10 +84,7 @@ class Engine:
         self.index_path = Path(index_path) if index_path else index_path_for(catalog.path)
         self._lock = threading.RLock()
         self.reembedded = self._reembed_stale()
-        self.index, self.index_action = VectorIndex.sync(
-            self.index_path, embedder.model_id, embedder.dim,
-            *self._live_rows())
-        self._refresh_skus()
+        self._sync_index()
         if self.index_action != "loaded":
             log.info("vector index %s: %s", self.index_path, self.index_action)
             self.index.save(self.index_path)
@@ -113,13 +110,19 @@ class Engine:
         return cls(catalog, embedder, detector, decider)
 
     # ------------------------------------------------------------ internals
-    def _live_rows(self):
-        ids, _skus = self.catalog.gallery_ids(self.embedder.model_id)
-        return ids, self.catalog.gallery_vectors_for
-
-    def _refresh_skus(self) -> None:
-        """Re-read which live gallery row belongs to which product, and the products."""
+    def _sync_index(self) -> None:
+        """Load the vector index and make it agree with the catalogue."""
         ids, skus = self.catalog.gallery_ids(self.embedder.model_id)
+        self.index, self.index_action = VectorIndex.sync(
+            self.index_path, self.embedder.model_id, self.embedder.dim, ids,
+            self.catalog.gallery_vectors_for)
+        self._refresh_skus(ids, skus)
+
+    def _refresh_skus(self, ids: np.ndarray | None = None, skus: list[str] | None = None
+                      ) -> None:
+        """Re-read which live gallery row belongs to which product, and the products."""
+        if ids is None:
+            ids, skus = self.catalog.gallery_ids(self.embedder.model_id)
         self._sku_of = dict(zip(ids.tolist(), skus))
         self._ids_of: dict[str, list[int]] = {}
         for i, sku in self._sku_of.items():
@@ -293,10 +296,7 @@ class Engine:
     def reload(self) -> None:
         """Pick up catalogue changes made by another process (e.g. the command line)."""
         with self._lock:
-            self.index, self.index_action = VectorIndex.sync(
-                self.index_path, self.embedder.model_id, self.embedder.dim,
-                *self._live_rows())
-            self._refresh_skus()
+            self._sync_index()
 
     def save(self) -> None:
         with self._lock:
