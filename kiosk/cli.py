@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -93,12 +94,14 @@ def cmd_gallery_import(args) -> int:
     catalog = Catalog(db)
     copy_to = None if args.no_copy else db.parent / "gallery"
     show = _progress("import")
-    report = import_gallery(catalog, entries, products, embedder, copy_to=copy_to,
-                            progress=(lambda stage, done, total: show(done, total)) if show else None)
-    catalog.close()
+    try:
+        report = import_gallery(catalog, entries, products, embedder, copy_to=copy_to,
+                                progress=(lambda stage, done, total: show(done, total)) if show else None)
+    finally:  # also on a refused import: no connection left open
+        catalog.close()
     Engine.open(db, embedder=embedder).close()  # brings the vector index up to date
     if args.json:
-        _print_json(report.to_dict())
+        _print_json(dataclasses.asdict(report))  # ImportReport has no to_dict
     else:
         print(report.summary())
     return 0

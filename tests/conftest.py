@@ -26,3 +26,66 @@ def dev_data() -> Path:
     if not (SHARED_DEV / "gallery_list.txt").is_file():
         pytest.skip(f"shared dev dataset not found at {SHARED_DEV} (CI provides ../shared)")
     return SHARED_DEV
+
+
+# ------------------------------------------------------------------ demo catalogue and trays
+DEMO_RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "demo"
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory, embedder) -> Path:
+    """The built-in demo catalogue, built once per run (tests that change it work on a
+    copy: ``copy_demo_db``)."""
+    from kiosk.demo_catalog import build_demo_catalog
+
+    return build_demo_catalog(tmp_path_factory.mktemp("demo_catalog") / "catalog.db",
+                              embedder=embedder)
+
+
+@pytest.fixture(scope="session")
+def demo_trays() -> list[dict]:
+    """resources/demo/trays.json: each tray's ``image`` (absolute path), ``items`` (sku, box)
+    and ``total_fen``."""
+    import json
+
+    meta = json.loads((DEMO_RESOURCES / "trays.json").read_text(encoding="utf-8"))
+    trays = []
+    for t in meta["trays"]:
+        trays.append({**t, "image": DEMO_RESOURCES / t["image"]})
+    return trays
+
+
+@pytest.fixture(scope="session")
+def demo_engine(demo_db, embedder):
+    """A read-only engine on the session demo catalogue (do not change the catalogue with it)."""
+    from kiosk.engine import Engine
+
+    engine = Engine.open(demo_db, embedder=embedder)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def dev_eval(dev_data, embedder):
+    """``kiosk eval`` on the dev gallery/query lists with the default model and its threshold,
+    as the command line runs it; embedded once per run (about a minute on two cores)."""
+    from kiosk.decide import Decider
+    from kiosk.engine import model_threshold
+    from kiosk.evaluate import evaluate_lists
+
+    return evaluate_lists(embedder, dev_data / "gallery_list.txt", dev_data / "query_list.txt",
+                          Decider(threshold=model_threshold(embedder)))
+
+
+@pytest.fixture(scope="session")
+def copy_demo_db(demo_db):
+    """``copy_demo_db(folder)``: a private copy of the session demo catalogue's folder
+    (database, vector index, calibration image) at ``folder``; returns the copied database.
+    The copied rows still name the session gallery files, which stay in place all run."""
+    import shutil
+
+    def copy(folder: Path) -> Path:
+        shutil.copytree(demo_db.parent, folder)
+        return Path(folder) / demo_db.name
+
+    return copy
