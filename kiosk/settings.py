@@ -1,0 +1,350 @@
+"""Kiosk settings in a TOML file (``settings.toml`` in the data directory).
+
+:func:`load_settings` reads the file with :mod:`tomllib` and checks every value (type, range,
+choices) and every key: a typo is an error, not silently ignored.  Errors are
+:class:`SettingsError` naming the file, the ``[section]`` and the key.  A missing file means the
+defaults.  :func:`save_settings` writes a complete, commented file atomically (mode 0600).
+
+Unset optional values (``recognition.threshold``: the model's calibrated default;
+``recognition.background``; ``paths.db``, ``paths.data_dir``) are simply left out of the file.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from . import paths as _paths
+
+
+class SettingsError(ValueError):
+    """The settings file is not valid; the message names the file and the key."""
+
+
+# ---------------------------------------------------------------------------------- checkers
+# each takes the TOML value and returns the clean value or raises ValueError(reason)
+
+
+def _int(lo: int, hi: int) -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"must be a whole number, got {v!r}")
+        if not lo <= v <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, got {v}")
+        return v
+    return check
+
+
+def _float(lo: float, hi: float) -> Callable[[Any], float]:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"must be a number, got {v!r}")
+        v = float(v)
+        if not math.isfinite(v) or not lo <= v <= hi:
+            raise ValueError(f"must be between {lo:g} and {hi:g}, got {v!r}")
+        return v
+    return check
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"must be true or false, got {v!r}")
+    return v
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError(f"must be non-empty text, got {v!r}")
+    if any(ord(c) < 32 for c in v):
+        raise ValueError("must not contain control characters")
+    return v
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if v not in choices:
+            raise ValueError(f"must be one of {', '.join(map(repr, choices))}, got {v!r}")
+        return v
+    return check
+
+
+def _source(v: Any) -> str | int:
+    if isinstance(v, int) and not isinstance(v, bool):
+        if not 0 <= v <= 63:
+            raise ValueError(f"a camera index must be between 0 and 63, got {v}")
+        return v
+    if isinstance(v, str):
+        return _text(v)
+    raise ValueError(f'must be "auto", "demo", a camera index or a video/folder path, got {v!r}')
+
+
+def _detector(v: Any) -> str:
+    v = _text(v)
+    if v == "tray" or (v.startswith("paddle:") and v[len("paddle:"):].strip()):
+        return v
+    raise ValueError(f'must be "tray" or "paddle:MODEL_DIR", got {v!r}')
+
+
+def _currency(v: Any) -> str:
+    if not (isinstance(v, str) and len(v) == 3 and v.isascii() and v.isalpha() and v.isupper()):
+        raise ValueError(f"must be a 3-letter currency code like 'CNY', got {v!r}")
+    return v
+
+
+def _opt(doc: str, check: Callable[[Any], Any], default: Any = None, *, example: str = ""):
+    """A setting; ``example`` is shown (commented out) for optional settings left unset."""
+    return field(default=default, metadata={"doc": doc, "check": check, "example": example})
+
+
+# --------------------------------------------------------------------------------- the tree
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    source: str | int = _opt('"auto" (first USB camera, else the demo camera), "demo", a '
+                             'camera index, or a video file / image folder path', _source, "auto")
+    width: int = _opt("capture width in pixels", _int(16, 8192), 1280)
+    height: int = _opt("capture height in pixels", _int(16, 8192), 720)
+    fps: int = _opt("frames per second asked of the camera", _int(1, 240), 30)
+
+
+@dataclass(frozen=True)
+class RecognitionSettings:
+    threshold: float | None = _opt("similarity below which an item is unknown (unset: the "
+                                   "model's calibrated default)", _float(0.0, 1.0),
+                                   example="0.5")
+    k: int = _opt("nearest gallery images that vote", _int(1, 100), 5)
+    settle_ms: int = _opt("how long the tray must be still before recognising", _int(0, 10000),
+                          300)
+    detector: str = _opt('"tray" (calibrated tray segmentation) or "paddle:MODEL_DIR"',
+                         _detector, "tray")
+    background: str | None = _opt("empty-tray calibration image (unset: beside the catalogue)",
+                                  _text, example='"/path/to/empty_tray.png"')
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    currency: str = _opt("currency of the prices", _currency, "CNY")
+    name: str = _opt("store name shown on the screen and receipts", _text, "袋鼯麻麻")
+
+
+@dataclass(frozen=True)
+class UISettings:
+    language: str = _opt('"zh_CN" or "en"', _choice("zh_CN", "en"), "zh_CN")
+    kiosk_mode: bool = _opt("lock the screen to the kiosk (no window controls)", _bool, False)
+    fullscreen: bool = _opt("start full screen", _bool, False)
+    font_scale: float = _opt("text size factor", _float(0.5, 3.0), 1.0)
+
+
+@dataclass(frozen=True)
+class StaffSettings:
+    session_timeout_s: int = _opt("staff mode ends after this many idle seconds",
+                                  _int(10, 86400), 120)
+    max_pin_attempts: int = _opt("wrong PINs before a lockout", _int(1, 100), 5)
+    lockout_s: int = _opt("first lockout length in seconds (doubles on repeated lockouts)",
+                          _int(1, 86400), 30)
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    db: str | None = _opt("catalogue database (unset: DATA_DIR/catalog.db)", _text,
+                          example='"/srv/kiosk/catalog.db"')
+    data_dir: str | None = _opt("data directory (unset: KIOSK_DATA_DIR or ~/.local/share/kiosk)",
+                                _text, example='"/srv/kiosk"')
+
+
+_SECTIONS: dict[str, type] = {
+    "camera": CameraSettings,
+    "recognition": RecognitionSettings,
+    "store": StoreSettings,
+    "ui": UISettings,
+    "staff": StaffSettings,
+    "paths": PathSettings,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    camera: CameraSettings = field(default_factory=CameraSettings)
+    recognition: RecognitionSettings = field(default_factory=RecognitionSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    ui: UISettings = field(default_factory=UISettings)
+    staff: StaffSettings = field(default_factory=StaffSettings)
+    paths: PathSettings = field(default_factory=PathSettings)
+
+    def data_dir(self) -> Path:
+        if self.paths.data_dir:
+            return Path(self.paths.data_dir).expanduser()
+        return _paths.data_dir()
+
+    def db_path(self) -> Path:
+        if self.paths.db:
+            return Path(self.paths.db).expanduser()
+        return self.data_dir() / "catalog.db"
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain dict (unset optional values left out), as the file holds it."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in _SECTIONS:
+            section = getattr(self, name)
+            out[name] = {f.name: getattr(section, f.name) for f in fields(section)
+                         if getattr(section, f.name) is not None}
+        return out
+
+
+def default_settings_path() -> Path:
+    return _paths.data_dir() / "settings.toml"
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def parse_settings(text: str, source: str = "<settings>") -> Settings:
+    """Settings from TOML text; :class:`SettingsError` on any problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"{source}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise SettingsError(f"{source}: not valid TOML: nested too deeply") from None
+    return settings_from_dict(data, source)
+
+
+def settings_from_dict(data: dict[str, Any], source: str = "<settings>") -> Settings:
+    if not isinstance(data, dict):
+        raise SettingsError(f"{source}: expected a table of sections")
+    sections: dict[str, Any] = {}
+    for name, table in data.items():
+        cls = _SECTIONS.get(name)
+        if cls is None:
+            raise SettingsError(f"{source}: unknown section [{name}] (known: "
+                                f"{', '.join(_SECTIONS)})")
+        if not isinstance(table, dict):
+            raise SettingsError(f"{source}: {name} must be a [{name}] section, got {table!r}")
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in table.items():
+            f = known.get(key)
+            if f is None:
+                raise SettingsError(f"{source}: [{name}] unknown key {key!r} (known: "
+                                    f"{', '.join(known)})")
+            try:
+                values[key] = f.metadata["check"](value)
+            except ValueError as e:
+                raise SettingsError(f"{source}: [{name}] {key} {e}") from None
+        sections[name] = cls(**values)
+    return Settings(**sections)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """The settings in ``path`` (default :func:`default_settings_path`); defaults when the
+    file does not exist."""
+    path = Path(path) if path is not None else default_settings_path()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Settings()
+    except OSError as e:
+        raise SettingsError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SettingsError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    return parse_settings(text, str(path))
+
+
+# ---------------------------------------------------------------------------------- writing
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"cannot write {v!r} to TOML settings")
+        text = repr(v)
+        return text if any(c in text for c in ".eE") else text + ".0"
+    if isinstance(v, str):
+        out = []
+        for c in v:
+            if c == "\\":
+                out.append("\\\\")
+            elif c == '"':
+                out.append('\\"')
+            elif ord(c) < 32 or ord(c) == 127:
+                out.append(f"\\u{ord(c):04x}")
+            else:
+                out.append(c)
+        return '"' + "".join(out) + '"'
+    raise TypeError(f"cannot write {type(v).__name__} to TOML settings")
+
+
+def format_settings(settings: Settings) -> str:
+    """The settings as a commented TOML document."""
+    lines = ["# Self-checkout kiosk settings.  Delete a line to get its default back.", ""]
+    for name in _SECTIONS:
+        section = getattr(settings, name)
+        lines.append(f"[{name}]")
+        for f in fields(section):
+            lines.append(f"# {f.metadata['doc']}")
+            value = getattr(section, f.name)
+            if value is None:
+                lines.append(f"# {f.name} = {f.metadata['example']}")
+            else:
+                lines.append(f"{f.name} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def save_settings(settings: Settings, path: str | Path | None = None) -> Path:
+    """Write ``settings`` to ``path`` (default :func:`default_settings_path`) atomically: a
+    reader sees the old file or the new one, never half of one.  The file has mode 0600."""
+    path = Path(path) if path is not None else default_settings_path()
+    text = format_settings(settings)
+    parse_settings(text, str(path))  # never write a file we could not read back
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def default_settings() -> Settings:
+    return Settings()
+
+
+def with_changes(settings: Settings, section: str, **changes: Any) -> Settings:
+    """A copy with ``changes`` in ``section``, each checked like a file value."""
+    cls = _SECTIONS.get(section)
+    if cls is None:
+        raise SettingsError(f"unknown section [{section}]")
+    current = getattr(settings, section)
+    known = {f.name: f for f in fields(cls)}
+    clean = {}
+    for key, value in changes.items():
+        f = known.get(key)
+        if f is None:
+            raise SettingsError(f"[{section}] unknown key {key!r}")
+        try:
+            clean[key] = None if value is None and f.default is None else f.metadata["check"](value)
+        except ValueError as e:
+            raise SettingsError(f"[{section}] {key} {e}") from None
+    return replace(settings, **{section: replace(current, **clean)})
+
