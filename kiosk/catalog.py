@@ -119,8 +119,41 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m002_staff_auth(db: sqlite_utils.Database) -> None:
+    """The staff PIN (hashed, see :mod:`kiosk.staff_auth`) and its lockout state: one row."""
+    db.executescript(
+        f"""
+        CREATE TABLE staff_auth (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            pin_hash BLOB,
+            salt BLOB,
+            params TEXT,
+            failures INTEGER NOT NULL DEFAULT 0 CHECK (failures >= 0),
+            lockouts INTEGER NOT NULL DEFAULT 0 CHECK (lockouts >= 0),
+            locked_until REAL NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL DEFAULT ({_NOW})
+        );
+        """
+    )
+
+
+def _m003_correction_actions(db: sqlite_utils.Database) -> None:
+    """Corrections say what the cashier did: NULL/'override' (sku changed), 'remove' (item
+    ignored), 'qty' (quantity set, in ``qty``)."""
+    db.executescript(
+        """
+        ALTER TABLE corrections ADD COLUMN action TEXT;
+        ALTER TABLE corrections ADD COLUMN qty INTEGER;
+        """
+    )
+
+
 #: Migration i (1-based) brings the schema from version i-1 to version i.  Only ever append.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m001_initial]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _m001_initial,
+    _m002_staff_auth,
+    _m003_correction_actions,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -648,6 +681,55 @@ class Catalog:
                 "INSERT INTO corrections (transaction_id, box, from_sku, to_sku) VALUES (?, ?, ?, ?)",
                 (transaction_id, json.dumps(box), from_sku, to_sku),
             ).lastrowid
+
+    def log_action(
+        self,
+        action: str,
+        box: Any,
+        from_sku: str | None,
+        to_sku: str | None,
+        qty: int | None = None,
+        transaction_id: int | None = None,
+    ) -> int:
+        """Log a cashier action other than a plain sku correction ('remove', 'qty', ...)."""
+        _check_text(action, "action")
+        with self.transaction():
+            return self.conn.execute(
+                "INSERT INTO corrections (transaction_id, box, from_sku, to_sku, action, qty) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (transaction_id, json.dumps(box), from_sku, to_sku, action, qty),
+            ).lastrowid
+
+    def link_corrections(self, ids: Iterable[int], transaction_id: int) -> None:
+        """Attach logged corrections to the transaction they belong to."""
+        ids = [int(i) for i in ids]
+        with self.transaction():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                self.conn.execute(
+                    f"UPDATE corrections SET transaction_id = ? WHERE id IN ({marks})",
+                    [transaction_id, *chunk],
+                )
+
+    def get_staff_auth(self) -> dict[str, Any] | None:
+        """The staff PIN row (hash, salt, parameters, lockout state), or None before first use."""
+        rows = self._query("SELECT * FROM staff_auth WHERE id = 1")
+        return rows[0] if rows else None
+
+    def put_staff_auth(self, **fields: Any) -> None:
+        """Create or update the staff PIN row (columns of ``staff_auth`` as keywords)."""
+        allowed = {"pin_hash", "salt", "params", "failures", "lockouts", "locked_until"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"unknown staff_auth columns: {sorted(bad)}")
+        with self.transaction():
+            self.conn.execute("INSERT OR IGNORE INTO staff_auth (id) VALUES (1)")
+            if fields:
+                sets = ", ".join(f"{k} = ?" for k in fields)
+                self.conn.execute(
+                    f"UPDATE staff_auth SET {sets}, updated_at = {_NOW} WHERE id = 1", list(fields.values())
+                )
 
     def corrections(self) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM corrections ORDER BY id")

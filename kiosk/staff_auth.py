@@ -1,0 +1,147 @@
+"""Staff PIN for the kiosk's staff mode (catalogue, prices, settings).
+
+The PIN (4 to 8 digits) is stored only as an scrypt hash with a random 16-byte salt; the scrypt
+parameters are stored with it, so they can be raised later without breaking old PINs.  Wrong
+PINs are counted in the catalogue database: after ``max_attempts`` failures in a row staff mode
+is locked for ``lockout_s`` seconds, twice as long after each further lockout (back-off), until a
+right PIN.  The count and the lockout survive a restart.  Times are wall-clock seconds
+(``time.time()``), injectable for tests.
+
+First run: no PIN is set (:meth:`StaffAuth.has_pin` is False); staff mode then asks to create one.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+from typing import Any, Callable
+
+SCRYPT_PARAMS = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}
+MAX_LOCKOUT_S = 24 * 3600.0
+
+
+class PinFormatError(ValueError):
+    """A PIN must be 4 to 8 digits."""
+
+
+def check_pin(pin: object) -> str:
+    if not isinstance(pin, str):
+        raise PinFormatError("the PIN must be text of 4 to 8 digits")
+    if not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 8):
+        raise PinFormatError("the PIN must be 4 to 8 digits (0-9)")
+    return pin
+
+
+def _hash(pin: str, salt: bytes, params: dict[str, int]) -> bytes:
+    n, r, p, dklen = (int(params[k]) for k in ("n", "r", "p", "dklen"))
+    return hashlib.scrypt(pin.encode("ascii"), salt=salt, n=n, r=r, p=p, dklen=dklen,
+                          maxmem=2 * 128 * r * n + 1024 * 1024)
+
+
+class StaffAuth:
+    """The staff PIN kept in ``store`` (a :class:`kiosk.catalog.Catalog`)."""
+
+    def __init__(self, store: Any, *, max_attempts: int = 5, lockout_s: float = 30.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if lockout_s <= 0:
+            raise ValueError("lockout_s must be positive")
+        self.store = store
+        self.max_attempts = int(max_attempts)
+        self.lockout_s = float(lockout_s)
+        self.clock = clock
+
+    def _row(self) -> dict[str, Any]:
+        return self.store.get_staff_auth() or {"pin_hash": None, "salt": None, "params": None,
+                                               "failures": 0, "lockouts": 0, "locked_until": 0}
+
+    def has_pin(self) -> bool:
+        return self._row()["pin_hash"] is not None
+
+    @property
+    def needs_setup(self) -> bool:
+        """First run: no PIN yet, staff mode must ask for a new one."""
+        return not self.has_pin()
+
+    def set_pin(self, pin: str) -> None:
+        """Set (or change) the PIN; clears failures and lockouts."""
+        pin = check_pin(pin)
+        salt = os.urandom(16)
+        params = dict(SCRYPT_PARAMS)
+        digest = _hash(pin, salt, params)
+        self.store.put_staff_auth(pin_hash=digest, salt=salt, params=json.dumps(params),
+                                  failures=0, lockouts=0, locked_until=0)
+
+    def locked_until(self, now: float | None = None) -> float | None:
+        """When the lockout ends (clock seconds), or None when not locked at ``now``."""
+        now = self.clock() if now is None else now
+        until = float(self._row()["locked_until"] or 0)
+        return until if until > now else None
+
+    def failures(self) -> int:
+        return int(self._row()["failures"])
+
+    def verify(self, pin: str, now: float | None = None) -> bool:
+        """True for the right PIN.  Always False while locked out (the attempt does not
+        count) or when no PIN is set.  A malformed PIN counts as a wrong one."""
+        now = self.clock() if now is None else now
+        with self.store.transaction():
+            row = self._row()
+            if row["pin_hash"] is None:
+                return False
+            if float(row["locked_until"] or 0) > now:
+                return False
+            ok = False
+            try:
+                pin = check_pin(pin)
+            except PinFormatError:
+                pass
+            else:
+                digest = _hash(pin, bytes(row["salt"]), json.loads(row["params"]))
+                ok = hmac.compare_digest(digest, bytes(row["pin_hash"]))
+            if ok:
+                if row["failures"] or row["lockouts"]:
+                    self.store.put_staff_auth(failures=0, lockouts=0, locked_until=0)
+                return True
+            failures = int(row["failures"]) + 1
+            lockouts = int(row["lockouts"])
+            until = float(row["locked_until"] or 0)
+            if failures >= self.max_attempts:
+                lockouts += 1
+                until = now + min(self.lockout_s * 2 ** (lockouts - 1), MAX_LOCKOUT_S)
+                failures = 0
+            self.store.put_staff_auth(failures=failures, lockouts=lockouts, locked_until=until)
+            return False
+
+
+class StaffSession:
+    """Staff mode stays open while used: it expires ``timeout_s`` seconds after the last
+    :meth:`touch` (monotonic clock, injectable)."""
+
+    def __init__(self, timeout_s: float, *, clock: Callable[[], float] = time.monotonic,
+                 now: float | None = None) -> None:
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        self.timeout_s = float(timeout_s)
+        self.clock = clock
+        self.last = clock() if now is None else now
+        self.ended = False
+
+    def touch(self, now: float | None = None) -> None:
+        """Staff did something: the timeout starts again."""
+        if not self.ended:
+            self.last = self.clock() if now is None else now
+
+    def expired(self, now: float | None = None) -> bool:
+        now = self.clock() if now is None else now
+        return self.ended or now - self.last >= self.timeout_s
+
+    def remaining(self, now: float | None = None) -> float:
+        now = self.clock() if now is None else now
+        return 0.0 if self.ended else max(0.0, self.timeout_s - (now - self.last))
+
+    def end(self) -> None:
+        self.ended = True
