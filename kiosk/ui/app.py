@@ -1,0 +1,217 @@
+"""``kiosk`` (no subcommand) / ``kiosk gui``: the self-checkout kiosk application.
+
+Start-up: the Qt application, the CJK font, the translation and the settings come first and a
+small "starting" screen shows at once; the camera, the catalogue and the engine (about two
+seconds of model loading) open in a worker thread; then the shopper view replaces it.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtWidgets import QApplication, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from . import i18n
+from .controller import KioskController
+from .main_window import MainWindow
+from .style import apply_style, install_font
+from .tasks import run_task
+
+log = logging.getLogger(__name__)
+
+
+def _get(obj, dotted: str, default=None):
+    for part in dotted.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return default
+    return obj
+
+
+@dataclass
+class KioskParts:
+    """What start-up opens off the GUI thread."""
+
+    engine: Any
+    session: Any
+    camera: Any
+    camera_source: str
+    db_path: Path
+
+
+def open_camera_for(source: str, settings, engine=None):
+    """Open ``source`` with the configured size/fps.  The demo camera also calibrates the
+    tray detector with its empty tray when an ``engine`` is given."""
+    from kiosk.camera import open_camera
+
+    camera = open_camera(str(source), _get(settings, "camera.width"),
+                         _get(settings, "camera.height"), _get(settings, "camera.fps"))
+    if engine is not None and hasattr(camera, "background"):
+        calibrate = getattr(engine.detector, "calibrate", None)
+        if callable(calibrate):
+            calibrate(camera.background())
+    return camera
+
+
+def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> KioskParts:
+    """Camera, catalogue, engine and checkout session (slow: call it off the GUI thread)."""
+    from kiosk.camera import find_default_camera
+    from kiosk.cli import resolve_db
+    from kiosk.engine import Engine
+    from kiosk.session import CheckoutSession
+
+    source = str(_get(settings, "camera.source", "auto"))
+    if source == "auto":
+        source = find_default_camera()
+    camera = open_camera_for(source, settings)
+    if db_path is None and _get(settings, "paths.db"):
+        db_path = settings.db_path()
+    db = resolve_db(str(db_path) if db_path else None)
+    background = None
+    if _get(settings, "recognition.background"):
+        from kiosk.gallery_io import load_image
+
+        background = load_image(Path(settings.recognition.background).expanduser())
+    elif hasattr(camera, "background"):  # the demo camera knows its empty tray
+        background = camera.background()
+    detector = _get(settings, "recognition.detector")
+    engine = Engine.open(db, embedder=embedder, detector=detector or None, background=background,
+                         threshold=_get(settings, "recognition.threshold"),
+                         k=_get(settings, "recognition.k"))
+    settle = _get(settings, "recognition.settle_ms", 300)
+    session = CheckoutSession(engine, settle_ms=settle)
+    return KioskParts(engine, session, camera, source, Path(db))
+
+
+def build_window(parts: KioskParts, settings) -> MainWindow:
+    """The controller (threads started) and the shopper window, not yet shown."""
+    from kiosk.staff_auth import StaffAuth
+
+    controller = KioskController(
+        parts.engine, parts.session, parts.camera, db_path=parts.db_path, settings=settings,
+        camera_opener=lambda src: open_camera_for(src, settings, parts.engine),
+        camera_source=parts.camera_source)
+    auth = StaffAuth(parts.engine.catalog,
+                     max_attempts=int(_get(settings, "staff.max_pin_attempts", 5)),
+                     lockout_s=float(_get(settings, "staff.lockout_s", 30)))
+    window = MainWindow(
+        controller, settings, auth=auth, store_name=_get(settings, "store.name", "") or "",
+        staff_timeout_s=float(_get(settings, "staff.session_timeout_s", 120)),
+        preview_fps=float(_get(settings, "camera.fps", 30) or 30))
+    controller.start()
+    return window
+
+
+class StartingScreen(QWidget):
+    """Shown while the engine opens; shows the error (and Quit) when start-up fails."""
+
+    quit = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("StartingScreen")
+        self.title = QLabel(objectName="Title")
+        self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message = QLabel(objectName="Hint")
+        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message.setWordWrap(True)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 0)
+        self.bar.setTextVisible(False)
+        self.bar.setFixedWidth(360)
+        self.quit_button = QPushButton()
+        self.quit_button.clicked.connect(self.quit)
+        self.quit_button.hide()
+        self._error = ""
+        lay = QVBoxLayout(self)
+        lay.addStretch(1)
+        lay.addWidget(self.title)
+        lay.addWidget(self.message)
+        lay.addWidget(self.bar, 0, Qt.AlignmentFlag.AlignHCenter)
+        lay.addWidget(self.quit_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        lay.addStretch(1)
+        self.resize(1024, 640)
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        self.setWindowTitle(self.tr("Self-checkout"))
+        self.title.setText(self.tr("Self-checkout"))
+        self.message.setText(self.tr("Starting: loading the product recognition…")
+                             if not self._error else
+                             self.tr("Could not start: %1").replace("%1", self._error))
+        self.quit_button.setText(self.tr("Quit"))
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(event)
+
+    def fail(self, message: str) -> None:
+        self._error = message
+        self.bar.hide()
+        self.quit_button.show()
+        self.retranslate()
+
+
+def setup_application(argv: list[str] | None = None, settings=None) -> QApplication:
+    """The QApplication with the CJK font, the style and the configured language."""
+    app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
+    app.setApplicationName("kiosk")
+    scale = float(_get(settings, "ui.font_scale", 1.0) or 1.0)
+    install_font(app, scale)
+    apply_style(app, scale)
+    i18n.set_language(app, str(_get(settings, "ui.language", "zh_CN") or "zh_CN"))
+    return app
+
+
+def main(argv: list[str] | None = None, settings_path: str | Path | None = None) -> int:
+    from kiosk.settings import SettingsError, default_settings_path, load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    path = Path(settings_path) if settings_path else default_settings_path()
+    try:
+        settings = load_settings(path)
+    except SettingsError as exc:
+        print(f"kiosk: error: {exc}", file=sys.stderr)
+        return 2
+    app = setup_application(argv, settings)
+    kiosk_mode = bool(_get(settings, "ui.kiosk_mode", False)
+                      or _get(settings, "ui.fullscreen", False))
+    splash = StartingScreen()
+    splash.quit.connect(app.quit)
+    splash.showFullScreen() if kiosk_mode else splash.show()
+    holder: dict[str, Any] = {}
+
+    def started(parts: KioskParts) -> None:
+        try:
+            window = build_window(parts, settings)
+        except Exception as exc:  # noqa: BLE001 - shown on the starting screen
+            log.exception("start-up failed")
+            splash.fail(str(exc))
+            return
+        holder["window"], holder["parts"] = window, parts
+        window.showFullScreen() if kiosk_mode else window.resize(1280, 800) or window.show()
+        splash.close()
+
+    def shutdown() -> None:
+        window = holder.get("window")
+        if window is not None:
+            window.controller.shutdown()
+        parts = holder.get("parts")
+        if parts is not None:
+            try:
+                parts.engine.close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing the engine")
+
+    app.aboutToQuit.connect(shutdown)
+    run_task(open_parts, settings, on_done=started, on_error=splash.fail)
+    return app.exec()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv))

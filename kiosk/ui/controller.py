@@ -1,0 +1,225 @@
+"""The kiosk's moving parts off the GUI thread, as Qt signals.
+
+* the **capture thread** (:class:`kiosk.camera.CaptureThread`) keeps the newest camera frame;
+* the **recognition worker** (:class:`RecognitionWorker`, a QObject in its own QThread) loops
+  ``capture.wait_next -> session.process`` and emits each new :class:`SessionState`;
+* the shopper view refreshes its preview from ``capture.latest()`` on a timer, so the preview
+  never waits for recognition;
+* cashier/staff intents (override, remove, quantity, finish) go straight to the session, which
+  answers with the new state at once.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+log = logging.getLogger(__name__)
+
+
+class RecognitionWorker(QObject):
+    """Runs in its own QThread: frames in, :class:`SessionState` out."""
+
+    stateChanged = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, controller: "KioskController") -> None:
+        super().__init__()
+        self._controller = controller
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self.frames_processed = 0
+
+    @Slot()
+    def run(self) -> None:
+        last_capture, last_index = None, -1
+        last_error = ""
+        while not self._stop.is_set():
+            capture = self._controller.capture
+            if capture is None or self._paused.is_set():
+                time.sleep(0.05)
+                continue
+            if capture is not last_capture:
+                last_capture, last_index = capture, -1
+            try:
+                frame = capture.wait_next(last_index, 0.2)
+            except Exception as exc:  # noqa: BLE001 - a camera hiccup is not fatal
+                log.debug("wait_next: %s", exc)
+                time.sleep(0.05)
+                continue
+            if frame is None:
+                continue
+            last_index = frame.index
+            try:
+                state = self._controller.session.process(frame)
+            except Exception as exc:  # noqa: BLE001 - keep recognising; tell the UI once
+                log.exception("recognition failed on frame %s", frame.index)
+                if str(exc) != last_error:
+                    last_error = str(exc)
+                    self.failed.emit(last_error)
+                continue
+            self.frames_processed += 1
+            if state is not None:
+                self.stateChanged.emit(state)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def pause(self, paused: bool) -> None:
+        (self._paused.set if paused else self._paused.clear)()
+
+
+class _StatusRelay(QObject):
+    status = Signal(str, str)
+
+
+class KioskController(QObject):
+    """Owns the engine, the checkout session, the capture thread and the recognition worker.
+
+    ``camera_opener(spec) -> Camera`` opens a camera for :meth:`set_camera_source`.
+    """
+
+    stateChanged = Signal(object)  # SessionState, on the GUI thread
+    cameraStatusChanged = Signal(str, str)  # status, message
+    recognitionFailed = Signal(str)
+    catalogueChanged = Signal()
+
+    def __init__(self, engine, session, camera, *, db_path=None, settings=None,
+                 camera_opener: Callable[[str], Any] | None = None,
+                 camera_source: str = "demo", parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.engine = engine
+        self.session = session
+        self.settings = settings
+        self.db_path = db_path if db_path is not None else engine.catalog.path
+        self.camera_opener = camera_opener
+        self.camera_source = camera_source
+        self.camera = None
+        self.capture = None
+        self.camera_status = "stopped"
+        self.camera_message = ""
+        self.state = getattr(session, "state", None)
+        self._intent_index = -1
+        self._relay = _StatusRelay()
+        self._relay.status.connect(self._on_status)
+        self._worker = RecognitionWorker(self)
+        self._worker.stateChanged.connect(self._on_worker_state)
+        self._worker.failed.connect(self.recognitionFailed)
+        self._thread = QThread()
+        self._thread.setObjectName("recognition")
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        if camera is not None:
+            self._start_capture(camera)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if not self._thread.isRunning():
+            self._thread.start()
+
+    def shutdown(self) -> None:
+        self._worker.stop()
+        if self._thread.isRunning():
+            self._thread.quit()
+            self._thread.wait(5000)
+        self._stop_capture()
+
+    @property
+    def worker(self) -> RecognitionWorker:
+        return self._worker
+
+    # -------------------------------------------------------------------- camera
+    def _start_capture(self, camera) -> None:
+        from kiosk.camera import CaptureThread
+
+        self.camera = camera
+        self.camera_status = "starting"
+        capture = CaptureThread(camera, on_status=self._relay.status.emit)
+        capture.start()
+        self.capture = capture
+
+    def _stop_capture(self) -> None:
+        capture, self.capture = self.capture, None
+        if capture is not None:
+            capture.stop()
+
+    def set_camera(self, camera, source: str | None = None) -> None:
+        """Swap the camera (capture thread restarted); the basket is kept."""
+        self._stop_capture()
+        if source is not None:
+            self.camera_source = source
+        self._start_capture(camera)
+
+    def set_camera_source(self, source: str) -> None:
+        """Open ``source`` ("demo", a device index, a file or folder) and switch to it.
+        Raises when it cannot be opened; the old camera keeps running then."""
+        if self.camera_opener is None:
+            raise RuntimeError("no camera opener configured")
+        camera = self.camera_opener(source)
+        self.set_camera(camera, source)
+
+    def latest_frame(self):
+        capture = self.capture
+        return capture.latest() if capture is not None else None
+
+    @Slot(str, str)
+    def _on_status(self, status: str, message: str) -> None:
+        self.camera_status, self.camera_message = status, message
+        self.cameraStatusChanged.emit(status, message)
+
+    # --------------------------------------------------------------------- state
+    @Slot(object)
+    def _on_worker_state(self, state) -> None:
+        if state.frame_index <= self._intent_index:
+            return  # made before the cashier's last change; a newer one follows
+        self._publish(state)
+
+    def _publish(self, state, intent: bool = False) -> None:
+        if state is None:
+            return
+        if intent:
+            self._intent_index = state.frame_index
+        self.state = state
+        self.stateChanged.emit(state)
+
+    def item(self, track_id: int):
+        for it in (self.state.items if self.state else ()):
+            if it.track_id == track_id:
+                return it
+        return None
+
+    # ------------------------------------------------------------------- intents
+    def override(self, track_id: int, sku: str):
+        self._publish(self.session.override(track_id, sku), intent=True)
+        return self.state
+
+    def remove(self, track_id: int):
+        self._publish(self.session.remove(track_id), intent=True)
+        return self.state
+
+    def set_qty(self, track_id: int, qty: int):
+        self._publish(self.session.set_qty(track_id, qty), intent=True)
+        return self.state
+
+    def search(self, text: str):
+        return self.session.search(text)
+
+    def finish(self) -> int:
+        """Record the sale; ValueError (with a message for the cashier) when it cannot be."""
+        tx = self.session.finish()
+        state = self.session.state
+        if state is not None:
+            self._publish(state, intent=True)
+        return tx
+
+    def reset(self) -> None:
+        self.session.reset()
+        if self.session.state is not None:
+            self._publish(self.session.state, intent=True)
+
+    # --------------------------------------------------------------------- staff
+    def notify_catalogue_changed(self) -> None:
+        self.catalogueChanged.emit()

@@ -1,0 +1,54 @@
+"""Translations: English source strings, ``resources/i18n/kiosk_<lang>.qm`` for the others.
+
+``set_language(app, "zh_CN")`` swaps the installed QTranslator; Qt then sends every widget a
+``LanguageChange`` event and the widgets re-read their texts (``retranslate``).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QLocale, QTranslator
+
+from kiosk.paths import resources_dir
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = ("zh_CN", "en")
+I18N_DIR = resources_dir() / "i18n"
+
+
+def qm_path(lang: str) -> Path:
+    return I18N_DIR / f"kiosk_{lang}.qm"
+
+
+def ts_path(lang: str) -> Path:
+    return I18N_DIR / f"kiosk_{lang}.ts"
+
+
+_installed: dict[int, QTranslator] = {}
+
+
+def current_language(app: QCoreApplication | None = None) -> str:
+    app = app or QCoreApplication.instance()
+    return app.property("kioskLanguage") or "en" if app else "en"
+
+
+def set_language(app: QCoreApplication, lang: str) -> bool:
+    """Install ``lang``'s translations (``"en"``: none).  Returns False when its .qm is missing
+    (the UI then stays in English)."""
+    old = _installed.pop(id(app), None)
+    if old is not None:
+        app.removeTranslator(old)
+    ok = True
+    if lang != "en":
+        tr = QTranslator(app)
+        if tr.load(str(qm_path(lang))):
+            app.installTranslator(tr)
+            _installed[id(app)] = tr
+        else:
+            log.warning("no translations for %s at %s", lang, qm_path(lang))
+            ok = False
+    app.setProperty("kioskLanguage", lang if ok else "en")
+    QLocale.setDefault(QLocale(lang if ok else "en_US"))
+    return ok

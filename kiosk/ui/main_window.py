@@ -1,0 +1,289 @@
+"""The shopper view: live tray with boxes, the receipt and total, Finish; staff mode behind
+the PIN; camera banner; live language switching."""
+from __future__ import annotations
+
+import logging
+import time
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
+                               QPushButton, QStackedWidget, QVBoxLayout, QWidget)
+
+from . import i18n
+from .correction import CorrectionDialog
+from .images import bgr_to_qimage
+from .pin import PinDialog
+from .receipt_dialog import ReceiptDialog
+from .receipt_panel import ReceiptPanel
+from .tray_view import TrayView
+
+log = logging.getLogger(__name__)
+
+
+class _ActivityFilter(QObject):
+    """Counts any touch, click or key press as staff activity."""
+
+    def __init__(self, on_activity) -> None:
+        super().__init__()
+        self._on_activity = on_activity
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        if event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.KeyPress,
+                            QEvent.Type.TouchBegin, QEvent.Type.Wheel):
+            self._on_activity()
+        return False
+
+
+class MainWindow(QMainWindow):
+    finished = Signal(int)  # transaction id
+    staffModeChanged = Signal(bool)
+
+    def __init__(self, controller, settings=None, *, auth=None, store_name: str = "",
+                 staff_timeout_s: float = 120.0, preview_fps: float = 30.0,
+                 clock=time.monotonic) -> None:
+        super().__init__()
+        self.setObjectName("MainWindow")
+        self.controller = controller
+        self.settings = settings
+        self.auth = auth
+        self.store_name = store_name
+        self.staff_timeout_s = staff_timeout_s
+        self.clock = clock
+        self.staff_session = None
+        self.staff_page = None
+        self.correction: CorrectionDialog | None = None
+        self.receipt_dialog: ReceiptDialog | None = None
+        self.pin_dialog: PinDialog | None = None
+        self.last_transaction: int | None = None
+        self._camera = (controller.camera_status, controller.camera_message)
+        self._error = ""
+
+        # header
+        self.store_label = QLabel(objectName="Title")
+        self.lang_button = QPushButton(objectName="SmallButton")
+        self.lang_button.clicked.connect(self.toggle_language)
+        self.staff_button = QPushButton(objectName="SmallButton")
+        self.staff_button.clicked.connect(self.ask_staff)
+        header = QHBoxLayout()
+        header.setContentsMargins(16, 8, 16, 0)
+        header.addWidget(self.store_label)
+        header.addStretch(1)
+        header.addWidget(self.lang_button)
+        header.addWidget(self.staff_button)
+        self.banner = QLabel(objectName="Banner")
+        self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.banner.hide()
+
+        # shopper page
+        self.tray = TrayView()
+        self.tray.itemClicked.connect(self.open_correction)
+        self.hint = QLabel(objectName="Hint")
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.receipt = ReceiptPanel()
+        self.receipt.setMinimumWidth(400)
+        self.receipt.finishClicked.connect(self.finish)
+        shopper = QWidget(objectName="ShopperPage")
+        left = QVBoxLayout()
+        left.addWidget(self.tray, 1)
+        left.addWidget(self.hint)
+        row = QHBoxLayout(shopper)
+        row.setContentsMargins(12, 8, 12, 12)
+        row.addLayout(left, 3)
+        row.addWidget(self.receipt, 2)
+
+        self.stack = QStackedWidget()
+        self.stack.addWidget(shopper)
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(6)
+        lay.addWidget(self.banner)
+        lay.addLayout(header)
+        lay.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+        controller.stateChanged.connect(self.show_state)
+        controller.cameraStatusChanged.connect(self._on_camera)
+        controller.recognitionFailed.connect(self._on_error)
+        self.preview_timer = QTimer(self, interval=max(10, int(1000 / max(1.0, preview_fps))))
+        self.preview_timer.timeout.connect(self.refresh_preview)
+        self.preview_timer.start()
+        self.staff_timer = QTimer(self, interval=1000)
+        self.staff_timer.timeout.connect(self._check_staff_timeout)
+        self._activity = _ActivityFilter(self._staff_activity)
+
+        self.retranslate()
+        if controller.state is not None:
+            self.show_state(controller.state)
+        self._update_banner()
+
+    # ------------------------------------------------------------------ texts
+    def retranslate(self) -> None:
+        self.setWindowTitle(self.tr("Self-checkout"))
+        self.store_label.setText(self.store_name or self.tr("Self-checkout"))
+        # the button names the language it switches to, in that language
+        self.lang_button.setText("English" if i18n.current_language() != "en" else "中文")
+        self.staff_button.setText(self.tr("Staff"))
+        self.tray.set_placeholder(self.tr("Starting the camera…"))
+        self._update_hint()
+        self._update_banner()
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(event)
+
+    def toggle_language(self) -> None:
+        lang = "en" if i18n.current_language() != "en" else "zh_CN"
+        self.set_language(lang)
+
+    def set_language(self, lang: str) -> None:
+        i18n.set_language(QApplication.instance(), lang)
+        self.retranslate()  # also sent as LanguageChange; harmless twice
+
+    def _update_hint(self) -> None:
+        state = self.controller.state
+        if state is None or not state.items:
+            text = self.tr("Place your items on the tray, apart from each other.")
+        elif state.needs_cashier:
+            text = self.tr("An item is not recognised: please call the cashier.")
+        else:
+            text = self.tr("Check your items, then press Finish and pay.")
+        self.hint.setText(text)
+
+    # ------------------------------------------------------------------ camera
+    def refresh_preview(self) -> None:
+        frame = self.controller.latest_frame()
+        if frame is None or frame.index == self.tray.frame_index:
+            return
+        image = bgr_to_qimage(frame.image)
+        if self.stack.currentIndex() == 0:
+            self.tray.set_frame(image, frame.index)
+        elif self.staff_page is not None:
+            self.staff_page.set_frame(image, frame.index)
+            self.tray.frame_index = frame.index
+
+    def _on_camera(self, status: str, message: str) -> None:
+        self._camera = (status, message)
+        self._update_banner()
+
+    def _on_error(self, message: str) -> None:
+        self._error = message
+        self._update_banner()
+
+    def _update_banner(self) -> None:
+        status, _message = self._camera
+        if status == "lost":
+            self.banner.setText(self.tr("Camera disconnected – reconnecting…"))
+            self.banner.setProperty("level", "error")
+            self.banner.show()
+        elif self._error:
+            self.banner.setText(self.tr("Recognition problem: %1").replace("%1", self._error))
+            self.banner.setProperty("level", "warn")
+            self.banner.show()
+        else:
+            self.banner.hide()
+        self.banner.style().unpolish(self.banner)
+        self.banner.style().polish(self.banner)
+
+    def banner_visible(self) -> bool:
+        return not self.banner.isHidden()
+
+    # ------------------------------------------------------------------- state
+    def show_state(self, state) -> None:
+        self._error = ""  # a processed frame: recognition works again
+        currency = state.receipt.currency
+        self.tray.set_items(state.items, currency)
+        if self.staff_page is not None:
+            self.staff_page.enrol.preview.set_items(state.items, currency)
+        self.receipt.set_receipt(state.receipt, state.needs_cashier)
+        self._update_hint()
+        if self.banner_visible() and self._camera[0] != "lost":
+            self._update_banner()
+
+    # -------------------------------------------------------------- correction
+    def open_correction(self, track_id: int) -> CorrectionDialog | None:
+        if self.controller.item(track_id) is None:
+            return None
+        if self.correction is not None:
+            self.correction.close()
+        dlg = CorrectionDialog(self.controller, track_id, self)
+        dlg.finished.connect(lambda _r: setattr(self, "correction", None))
+        self.correction = dlg
+        dlg.open()
+        return dlg
+
+    # ------------------------------------------------------------------ finish
+    def finish(self) -> int | None:
+        try:
+            tx = self.controller.finish()
+        except ValueError as exc:
+            QMessageBox.warning(self, self.tr("Cannot finish yet"), str(exc))
+            return None
+        self.last_transaction = tx
+        record = self.controller.engine.catalog.get_transaction(tx)
+        dlg = ReceiptDialog(record, self.store_name, self)
+        dlg.finished.connect(lambda _r: setattr(self, "receipt_dialog", None))
+        self.receipt_dialog = dlg
+        dlg.open()
+        self.finished.emit(tx)
+        return tx
+
+    # ------------------------------------------------------------------- staff
+    def ask_staff(self) -> PinDialog | None:
+        if self.auth is None:
+            QMessageBox.information(self, self.tr("Staff"), self.tr("Staff mode is not set up."))
+            return None
+        dlg = PinDialog(self.auth, self)
+        dlg.accepted.connect(self.enter_staff)
+        dlg.finished.connect(lambda _r: setattr(self, "pin_dialog", None))
+        self.pin_dialog = dlg
+        dlg.open()
+        return dlg
+
+    def enter_staff(self) -> None:
+        from kiosk.staff_auth import StaffSession
+
+        from .staff import StaffPage
+
+        if self.staff_page is None:
+            self.staff_page = StaffPage(self.controller)
+            self.staff_page.leave.connect(self.leave_staff)
+            self.stack.addWidget(self.staff_page)
+        self.staff_session = StaffSession(self.staff_timeout_s)
+        self.staff_session.touch()
+        QApplication.instance().installEventFilter(self._activity)
+        self.staff_timer.start()
+        self.stack.setCurrentWidget(self.staff_page)
+        self.staff_button.hide()
+        self.staff_page.catalogue.refresh()
+        self.staffModeChanged.emit(True)
+
+    def leave_staff(self) -> None:
+        QApplication.instance().removeEventFilter(self._activity)
+        self.staff_timer.stop()
+        self.staff_session = None
+        self.stack.setCurrentIndex(0)
+        self.staff_button.show()
+        self.tray.frame_index = -1
+        self.staffModeChanged.emit(False)
+
+    @property
+    def in_staff_mode(self) -> bool:
+        return self.staff_page is not None and self.stack.currentWidget() is self.staff_page
+
+    def _staff_activity(self) -> None:
+        if self.staff_session is not None:
+            self.staff_session.touch()
+
+    def _check_staff_timeout(self) -> None:
+        s = self.staff_session
+        if s is not None and s.expired(self.clock()) and not (
+                self.staff_page is not None and self.staff_page.enrol.busy):
+            self.leave_staff()
+
+    # ------------------------------------------------------------------- close
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self.preview_timer.stop()
+        self.staff_timer.stop()
+        super().closeEvent(event)

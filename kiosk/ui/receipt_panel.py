@@ -1,0 +1,106 @@
+"""The live itemised receipt and the big total with the Finish button."""
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from kiosk.money import format_price
+
+
+class ReceiptPanel(QWidget):
+    finishClicked = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ReceiptPanel")
+        self._receipt = None
+        self._needs_cashier = False
+        self.title = QLabel(objectName="Title")
+        self.table = QTableWidget(0, 4)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(52)
+        self.table.setWordWrap(False)
+        hh = self.table.horizontalHeader()
+        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for c in (1, 2, 3):
+            hh.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        self.notice = QLabel(objectName="CashierNotice")
+        self.notice.setWordWrap(True)
+        self.notice.hide()
+        self.count_label = QLabel(objectName="TotalCaption")
+        self.total_caption = QLabel(objectName="TotalCaption")
+        self.total_label = QLabel(objectName="TotalLabel")
+        self.total_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.finish_button = QPushButton(objectName="FinishButton")
+        self.finish_button.clicked.connect(self.finishClicked)
+        self.finish_button.setEnabled(False)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(12, 12, 12, 12)
+        lay.setSpacing(10)
+        lay.addWidget(self.title)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.notice)
+        row = QHBoxLayout()
+        caption = QVBoxLayout()
+        caption.addWidget(self.total_caption)
+        caption.addWidget(self.count_label)
+        row.addLayout(caption)
+        row.addStretch(1)
+        row.addWidget(self.total_label)
+        lay.addLayout(row)
+        lay.addWidget(self.finish_button)
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        self.title.setText(self.tr("Your items"))
+        self.table.setHorizontalHeaderLabels(
+            [self.tr("Item"), self.tr("Qty"), self.tr("Unit price"), self.tr("Amount")])
+        self.total_caption.setText(self.tr("Total"))
+        self.finish_button.setText(self.tr("Finish and pay"))
+        self.notice.setText(self.tr("Some items need the cashier: please call the cashier."))
+        self._update_count()
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(event)
+
+    def _update_count(self) -> None:
+        n = self._receipt.item_count if self._receipt is not None else 0
+        self.count_label.setText(self.tr("Items: %1").replace("%1", str(n)))
+
+    def set_receipt(self, receipt, needs_cashier: bool = False) -> None:
+        self._receipt = receipt
+        self._needs_cashier = needs_cashier
+        cur = receipt.currency
+        lines = receipt.lines
+        self.table.setRowCount(len(lines))
+        for r, line in enumerate(lines):
+            unit = (format_price(line.unit_price, cur) if line.unit_price is not None
+                    else self.tr("no price"))
+            cells = [line.name, f"×{line.qty}", unit, format_price(line.amount, cur)]
+            for c, text in enumerate(cells):
+                item = self.table.item(r, c)
+                if item is None:
+                    item = QTableWidgetItem()
+                    self.table.setItem(r, c, item)
+                if item.text() != text:
+                    item.setText(text)
+                align = Qt.AlignmentFlag.AlignVCenter | (
+                    Qt.AlignmentFlag.AlignLeft if c == 0 else Qt.AlignmentFlag.AlignRight)
+                item.setTextAlignment(align)
+                item.setData(Qt.ItemDataRole.UserRole, line.sku)
+        self.total_label.setText(format_price(receipt.total, cur))
+        self.notice.setVisible(bool(needs_cashier))
+        self.finish_button.setEnabled(bool(lines) and not needs_cashier)
+        self._update_count()
+
+    # for tests and the screenshot tool
+    def rows(self) -> list[tuple[str, ...]]:
+        return [tuple(self.table.item(r, c).text() for c in range(4))
+                for r in range(self.table.rowCount())]

@@ -1,0 +1,666 @@
+"""Staff mode (behind the PIN): enrol new products, the catalogue, tray calibration, camera."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QEvent, QSize, Qt, Signal
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QCheckBox, QFileDialog,
+                               QFormLayout, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
+                               QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPushButton,
+                               QRadioButton, QSpinBox, QTableWidget, QTableWidgetItem,
+                               QTabWidget, QVBoxLayout, QWidget)
+
+from kiosk.money import format_price, parse_price
+
+from .images import bgr_to_pixmap, file_thumbnail, product_thumbnail
+from .tasks import run_task
+from .tray_view import TrayView
+
+log = logging.getLogger(__name__)
+
+MIN_VIEWS = 3
+
+
+def _retranslating(cls):
+    """Give a widget class a changeEvent that calls its ``retranslate`` on LanguageChange."""
+    def changeEvent(self, event):  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        QWidget.changeEvent(self, event)
+
+    cls.changeEvent = changeEvent
+    return cls
+
+
+# =============================================================================== enrolment
+@_retranslating
+class EnrolTab(QWidget):
+    enrolled = Signal(str)  # sku
+    enrolFailed = Signal(str)
+
+    def __init__(self, controller, parent=None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.views: list[np.ndarray] = []
+        self.busy = False
+        self._status = ("", "")  # (kind, detail) of the last save, translated on show
+
+        self.preview = TrayView()
+        self.preview.setMinimumSize(480, 270)
+        self.guide = QLabel(objectName="Hint")
+        self.guide.setWordWrap(True)
+        self.capture_button = QPushButton(objectName="PrimaryButton")
+        self.capture_button.clicked.connect(self.capture_view)
+        self.undo_button = QPushButton()
+        self.undo_button.clicked.connect(self.remove_last_view)
+        self.thumbs = QListWidget()
+        self.thumbs.setViewMode(QListWidget.ViewMode.IconMode)
+        self.thumbs.setIconSize(QSize(96, 96))
+        self.thumbs.setFixedHeight(124)
+        self.thumbs.setFlow(QListWidget.Flow.LeftToRight)
+        self.thumbs.setWrapping(False)
+        self.count_label = QLabel()
+
+        self.name = QLineEdit()
+        self.sku = QLineEdit()
+        self.price = QLineEdit()
+        self.barcode = QLineEdit()
+        self.form = QFormLayout()
+        self.form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
+        self._form_labels = [QLabel() for _ in range(4)]
+        for lbl, field in zip(self._form_labels, (self.name, self.sku, self.price, self.barcode)):
+            self.form.addRow(lbl, field)
+        self.save_button = QPushButton(objectName="PrimaryButton")
+        self.save_button.clicked.connect(self.save)
+        self.clear_button = QPushButton()
+        self.clear_button.clicked.connect(self.clear)
+        self.status = QLabel(objectName="Hint")
+        self.status.setWordWrap(True)
+        for w in (self.name, self.sku, self.price, self.barcode):
+            w.textChanged.connect(self._update)
+
+        left = QVBoxLayout()
+        left.addWidget(self.preview, 1)
+        left.addWidget(self.guide)
+        row = QHBoxLayout()
+        row.addWidget(self.capture_button, 2)
+        row.addWidget(self.undo_button, 1)
+        left.addLayout(row)
+        left.addWidget(self.count_label)
+        left.addWidget(self.thumbs)
+        right = QVBoxLayout()
+        right.addLayout(self.form)
+        right.addStretch(1)
+        right.addWidget(self.status)
+        row = QHBoxLayout()
+        row.addWidget(self.clear_button)
+        row.addWidget(self.save_button, 1)
+        right.addLayout(row)
+        lay = QHBoxLayout(self)
+        lay.addLayout(left, 3)
+        lay.addLayout(right, 2)
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        for lbl, text in zip(self._form_labels, (self.tr("Product name"), self.tr("SKU"),
+                                                 self.tr("Price (yuan)"),
+                                                 self.tr("Barcode (optional)"))):
+            lbl.setText(text)
+        self.name.setPlaceholderText(self.tr("e.g. 雪碧 500ml"))
+        self.sku.setPlaceholderText(self.tr("e.g. 6901234567892 or SPRITE-500"))
+        self.price.setPlaceholderText("3.50")
+        self.barcode.setPlaceholderText(self.tr("EAN-13 / UPC"))
+        self.capture_button.setText(self.tr("Capture view"))
+        self.undo_button.setText(self.tr("Remove last view"))
+        self.save_button.setText(self.tr("Save product"))
+        self.clear_button.setText(self.tr("Start over"))
+        self._update()
+
+    # ------------------------------------------------------------ state/guidance
+    def _update(self) -> None:
+        n = len(self.views)
+        if n == 0:
+            guide = self.tr("1. Place the new item alone on the tray, then press Capture view.")
+        elif n == 1:
+            guide = self.tr("2. Turn the item over, then capture again.")
+        elif n < MIN_VIEWS:
+            guide = self.tr("3. Rotate it or show another side, and capture once more.")
+        else:
+            guide = self.tr("Enough views. More sides help recognition; fill in the form and "
+                            "press Save product.")
+        self.guide.setText(guide)
+        self.count_label.setText(self.tr("Views captured: %1 (at least %2)")
+                                 .replace("%1", str(n)).replace("%2", str(MIN_VIEWS)))
+        self.undo_button.setEnabled(n > 0 and not self.busy)
+        self.capture_button.setEnabled(not self.busy)
+        ready = (n >= MIN_VIEWS and self.name.text().strip() and self.sku.text().strip()
+                 and self.price.text().strip())
+        self.save_button.setEnabled(bool(ready) and not self.busy)
+        kind, detail = self._status
+        text = {
+            "": "",
+            "saving": self.tr("Saving and learning the product…"),
+            "saved": self.tr("Saved: %1 is recognised from now on."),
+            "error": self.tr("Not saved: %1"),
+            "noframe": self.tr("No camera picture yet."),
+            "noitem": self.tr("No item found on the tray: place the item alone on the tray."),
+            "many": self.tr("Several items found: the largest one is used. Better: one item "
+                            "alone."),
+        }[kind]
+        self.status.setText(text.replace("%1", detail))
+
+    def _set_status(self, kind: str, detail: str = "") -> None:
+        self._status = (kind, detail)
+        self._update()
+
+    def set_frame(self, image, index: int) -> None:
+        self.preview.set_frame(image, index)
+
+    # ------------------------------------------------------------------ actions
+    def capture_view(self) -> bool:
+        frame = self.controller.latest_frame()
+        if frame is None:
+            self._set_status("noframe")
+            return False
+        image = frame.image.copy()
+        try:
+            dets = self.controller.engine.detector.detect(image)
+            found = len(dets)
+        except Exception:  # noqa: BLE001 - enrolment will tell
+            found, dets = 1, None
+        if not found:
+            self._set_status("noitem")
+            return False
+        crop = image
+        if dets is not None:
+            x1, y1, x2, y2 = (int(v) for v in dets.boxes[dets.largest()])
+            crop = image[max(0, y1):y2, max(0, x1):x2]
+        self.views.append(image)
+        li = QListWidgetItem(str(len(self.views)))
+        li.setIcon(QIcon(bgr_to_pixmap(crop, 96)))
+        self.thumbs.addItem(li)
+        self.thumbs.scrollToBottom()
+        self._set_status("many" if found > 1 else "")
+        return True
+
+    def remove_last_view(self) -> None:
+        if self.views:
+            self.views.pop()
+            self.thumbs.takeItem(self.thumbs.count() - 1)
+        self._update()
+
+    def clear(self) -> None:
+        self.views.clear()
+        self.thumbs.clear()
+        for w in (self.name, self.sku, self.price, self.barcode):
+            w.clear()
+        self._set_status("")
+
+    def save(self) -> None:
+        name, sku = self.name.text().strip(), self.sku.text().strip()
+        barcode = self.barcode.text().strip() or None
+        try:
+            price = parse_price(self.price.text())
+        except ValueError as exc:
+            self._set_status("error", str(exc))
+            return
+        if len(self.views) < MIN_VIEWS:
+            self._set_status("error", self.tr("capture at least %1 views").replace(
+                "%1", str(MIN_VIEWS)))
+            return
+        engine, frames = self.controller.engine, list(self.views)
+
+        def work():
+            cat = engine.catalog
+            if cat.get_product(sku) is not None:
+                raise ValueError(f"a product with SKU {sku!r} already exists")
+            with cat.transaction():  # the product appears with its views or not at all
+                cat.add_product(sku, name, price, barcode=barcode)
+                engine.enrol(sku, frames)
+            engine.save()
+            return sku
+
+        self.busy = True
+        self._set_status("saving")
+        run_task(work, on_done=self._saved, on_error=self._failed)
+
+    def _saved(self, sku: str) -> None:
+        self.busy = False
+        name = self.name.text().strip() or sku
+        self.clear()
+        self._set_status("saved", name)
+        refresh = getattr(self.controller.session, "catalogue_changed", None)
+        if callable(refresh):
+            refresh()
+        self.controller.notify_catalogue_changed()
+        self.enrolled.emit(sku)
+
+    def _failed(self, message: str) -> None:
+        self.busy = False
+        self._set_status("error", message)
+        self.enrolFailed.emit(message)
+
+
+# =============================================================================== catalogue
+@_retranslating
+class CatalogueTab(QWidget):
+    COLS = 6
+
+    def __init__(self, controller, parent=None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.filter = QLineEdit()
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self.refresh)
+        self.table = QTableWidget(0, self.COLS)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(72)
+        self.table.setIconSize(QSize(64, 64))
+        hh = self.table.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.price_button = QPushButton()
+        self.price_button.clicked.connect(self._ask_price)
+        self.active_button = QPushButton()
+        self.active_button.clicked.connect(self.toggle_active)
+        self.delete_button = QPushButton(objectName="DangerButton")
+        self.delete_button.clicked.connect(self._ask_delete)
+        self.message = QLabel(objectName="Hint")
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.filter)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.message)
+        row = QHBoxLayout()
+        row.addWidget(self.price_button)
+        row.addWidget(self.active_button)
+        row.addStretch(1)
+        row.addWidget(self.delete_button)
+        lay.addLayout(row)
+        controller.catalogueChanged.connect(self.refresh)
+        self.retranslate()
+        self.refresh()
+
+    def retranslate(self) -> None:
+        self.filter.setPlaceholderText(self.tr("Filter by name, SKU or barcode"))
+        self.table.setHorizontalHeaderLabels([
+            self.tr("Picture"), self.tr("Name"), self.tr("SKU"), self.tr("Price"),
+            self.tr("Views"), self.tr("On sale")])
+        self.price_button.setText(self.tr("Change price"))
+        self.delete_button.setText(self.tr("Delete product"))
+        self._update_buttons()
+        if self.table.rowCount():
+            self.refresh()
+
+    @property
+    def catalog(self):
+        return self.controller.engine.catalog
+
+    def refresh(self) -> None:
+        text = self.filter.text().strip()
+        cat = self.catalog
+        products = (cat.search_products(text, active_only=False, limit=500) if text
+                    else cat.list_products(active_only=False))
+        counts = cat.gallery_counts()
+        selected = self.selected_sku()
+        self.table.setRowCount(len(products))
+        for r, p in enumerate(products):
+            thumb = QTableWidgetItem()
+            pix = product_thumbnail(cat, p.sku, 64)
+            if pix is not None:
+                thumb.setIcon(QIcon(pix))
+            cells = [thumb, QTableWidgetItem(p.name), QTableWidgetItem(p.sku),
+                     QTableWidgetItem(format_price(p.price, p.currency) if p.price is not None
+                                      else self.tr("no price")),
+                     QTableWidgetItem(str(counts.get(p.sku, 0))),
+                     QTableWidgetItem(self.tr("yes") if p.active else self.tr("no"))]
+            for c, cell in enumerate(cells):
+                cell.setData(Qt.ItemDataRole.UserRole, p.sku)
+                self.table.setItem(r, c, cell)
+            if p.sku == selected:
+                self.table.selectRow(r)
+        self._update_buttons()
+
+    def skus(self) -> list[str]:
+        return [self.table.item(r, 2).text() for r in range(self.table.rowCount())]
+
+    def select(self, sku: str) -> bool:
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 2).text() == sku:
+                self.table.selectRow(r)
+                return True
+        return False
+
+    def selected_sku(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows:
+            return None
+        item = self.table.item(rows[0].row(), 2)
+        return item.text() if item else None
+
+    def _update_buttons(self) -> None:
+        sku = self.selected_sku()
+        p = self.catalog.get_product(sku) if sku else None
+        for b in (self.price_button, self.active_button, self.delete_button):
+            b.setEnabled(p is not None)
+        self.active_button.setText(self.tr("Take off sale") if (p is None or p.active)
+                                   else self.tr("Put on sale"))
+
+    # -------------------------------------------------------------- actions
+    def set_price(self, sku: str, text: str) -> None:
+        fen = parse_price(text) if text.strip() else None
+        self.controller.engine.set_price(sku, fen)
+        self.message.setText(self.tr("Price changed."))
+        self.controller.notify_catalogue_changed()
+
+    def _ask_price(self) -> None:
+        sku = self.selected_sku()
+        p = self.catalog.get_product(sku) if sku else None
+        if p is None:
+            return
+        current = f"{p.price // 100}.{p.price % 100:02d}" if p.price is not None else ""
+        text, ok = QInputDialog.getText(self, self.tr("Change price"),
+                                        self.tr("New price of %1 (yuan):").replace("%1", p.name),
+                                        QLineEdit.EchoMode.Normal, current)
+        if ok:
+            try:
+                self.set_price(sku, text)
+            except ValueError as exc:
+                QMessageBox.warning(self, self.tr("Change price"), str(exc))
+
+    def toggle_active(self) -> None:
+        sku = self.selected_sku()
+        p = self.catalog.get_product(sku) if sku else None
+        if p is None:
+            return
+        self.controller.engine.set_active(sku, not p.active)
+        self.message.setText(self.tr("Taken off sale.") if p.active else self.tr("On sale again."))
+        self.controller.notify_catalogue_changed()
+
+    def delete(self, sku: str) -> None:
+        self.controller.engine.remove_product(sku)
+        self.controller.engine.save()
+        self.message.setText(self.tr("Deleted %1.").replace("%1", sku))
+        self.controller.notify_catalogue_changed()
+
+    def _ask_delete(self) -> None:
+        sku = self.selected_sku()
+        p = self.catalog.get_product(sku) if sku else None
+        if p is None:
+            return
+        answer = QMessageBox.question(
+            self, self.tr("Delete product"),
+            self.tr("Delete %1 (%2) and all its pictures? This cannot be undone.")
+            .replace("%1", p.name).replace("%2", p.sku))
+        if answer == QMessageBox.StandardButton.Yes:
+            self.delete(sku)
+
+
+# ==================================================================================== tray
+@_retranslating
+class TrayTab(QWidget):
+    calibrated = Signal()
+
+    def __init__(self, controller, parent=None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.hint = QLabel(objectName="Hint")
+        self.hint.setWordWrap(True)
+        self.picture = QLabel()
+        self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.picture.setMinimumHeight(300)
+        self.button = QPushButton(objectName="PrimaryButton")
+        self.button.clicked.connect(self.recalibrate)
+        self.message = QLabel(objectName="Hint")
+        self.message.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.hint)
+        lay.addWidget(self.picture, 1)
+        lay.addWidget(self.message)
+        lay.addWidget(self.button)
+        self._msg = ("", "")
+        self.retranslate()
+        self._show_picture()
+
+    def retranslate(self) -> None:
+        self.hint.setText(self.tr("Take everything off the tray, keep hands away, then press "
+                                  "Recalibrate. The kiosk learns the empty tray and finds items "
+                                  "by how they differ from it."))
+        self.button.setText(self.tr("Recalibrate the empty tray"))
+        kind, detail = self._msg
+        self.message.setText({"": "", "ok": self.tr("Calibrated. Saved to %1"),
+                              "error": self.tr("Not calibrated: %1"),
+                              "noframe": self.tr("No camera picture yet."),
+                              "unsupported": self.tr("This detector needs no calibration.")}[kind]
+                             .replace("%1", detail))
+
+    def _show_picture(self) -> None:
+        from kiosk.engine import background_path_for
+
+        path = background_path_for(self.controller.db_path)
+        pix = file_thumbnail(path, 480) if Path(path).is_file() else None
+        if pix is not None:
+            self.picture.setPixmap(pix)
+        else:
+            self.picture.setText(self.tr("Not calibrated yet."))
+
+    def recalibrate(self) -> None:
+        from kiosk.engine import background_path_for
+
+        detector = self.controller.engine.detector
+        if not hasattr(detector, "calibrate"):
+            self._msg = ("unsupported", "")
+            self.retranslate()
+            return
+        frame = self.controller.latest_frame()
+        if frame is None:
+            self._msg = ("noframe", "")
+            self.retranslate()
+            return
+        image = frame.image.copy()
+        path = background_path_for(self.controller.db_path)
+
+        def work():
+            import cv2
+
+            detector.calibrate(image)
+            tmp = Path(path).with_name(Path(path).stem + ".tmp.png")
+            if not cv2.imwrite(str(tmp), image):
+                raise OSError(f"could not write {tmp}")
+            tmp.replace(path)
+            return str(path)
+
+        self.button.setEnabled(False)
+        run_task(work, on_done=self._done, on_error=self._failed)
+
+    def _done(self, path: str) -> None:
+        from .images import _thumb_image
+
+        _thumb_image.cache_clear()
+        self.button.setEnabled(True)
+        self._msg = ("ok", path)
+        self.retranslate()
+        self._show_picture()
+        self.calibrated.emit()
+
+    def _failed(self, message: str) -> None:
+        self.button.setEnabled(True)
+        self._msg = ("error", message)
+        self.retranslate()
+
+
+# ================================================================================== camera
+@_retranslating
+class CameraTab(QWidget):
+    cameraChanged = Signal(str)
+
+    def __init__(self, controller, parent=None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.current = QLabel(objectName="Hint")
+        self.current.setWordWrap(True)
+        self.demo = QRadioButton()
+        self.device = QRadioButton()
+        self.file = QRadioButton()
+        self.group = QButtonGroup(self)
+        for b in (self.demo, self.device, self.file):
+            self.group.addButton(b)
+            b.setMinimumHeight(48)
+        self.index = QSpinBox()
+        self.index.setRange(0, 9)
+        self.path = QLineEdit()
+        self.browse = QPushButton()
+        self.browse.clicked.connect(self._browse)
+        self.apply_button = QPushButton(objectName="PrimaryButton")
+        self.apply_button.clicked.connect(self.apply)
+        self.message = QLabel(objectName="Hint")
+        self.message.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.current)
+        lay.addWidget(self.demo)
+        row = QHBoxLayout()
+        row.addWidget(self.device)
+        row.addWidget(self.index)
+        row.addStretch(1)
+        lay.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.file)
+        row.addWidget(self.path, 1)
+        row.addWidget(self.browse)
+        lay.addLayout(row)
+        lay.addStretch(1)
+        lay.addWidget(self.message)
+        lay.addWidget(self.apply_button)
+        self._msg = ("", "")
+        self._select(controller.camera_source)
+        controller.cameraStatusChanged.connect(lambda *_: self.retranslate())
+        self.retranslate()
+
+    def _select(self, source: str) -> None:
+        source = str(source or "demo")
+        if source == "demo":
+            self.demo.setChecked(True)
+        elif source.isdigit():
+            self.device.setChecked(True)
+            self.index.setValue(int(source))
+        else:
+            self.file.setChecked(True)
+            self.path.setText(source)
+
+    def source(self) -> str:
+        if self.demo.isChecked():
+            return "demo"
+        if self.device.isChecked():
+            return str(self.index.value())
+        return self.path.text().strip()
+
+    def retranslate(self) -> None:
+        status = {"starting": self.tr("starting"), "live": self.tr("live"),
+                  "lost": self.tr("disconnected"), "stopped": self.tr("stopped")}.get(
+            self.controller.camera_status, self.controller.camera_status)
+        self.current.setText(self.tr("Camera: %1 (%2)").replace(
+            "%1", self._describe(self.controller.camera_source)).replace("%2", status))
+        self.demo.setText(self.tr("Demo camera (built-in test pictures)"))
+        self.device.setText(self.tr("USB camera number"))
+        self.file.setText(self.tr("Video file or picture folder"))
+        self.browse.setText(self.tr("Browse…"))
+        self.apply_button.setText(self.tr("Use this camera"))
+        kind, detail = self._msg
+        self.message.setText({"": "", "ok": self.tr("Camera switched."),
+                              "opening": self.tr("Opening the camera…"),
+                              "error": self.tr("Could not open the camera: %1")}[kind]
+                             .replace("%1", detail))
+
+    def _describe(self, source: str) -> str:
+        source = str(source)
+        if source == "demo":
+            return self.tr("demo camera")
+        if source.isdigit():
+            return self.tr("USB camera %1").replace("%1", source)
+        return source
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, self.tr("Choose a video file"))
+        if path:
+            self.path.setText(path)
+            self.file.setChecked(True)
+
+    def apply(self) -> None:
+        source = self.source()
+        if not source:
+            return
+        opener = self.controller.camera_opener
+        if opener is None:
+            self._msg = ("error", "no camera opener")
+            self.retranslate()
+            return
+        self.apply_button.setEnabled(False)
+        self._msg = ("opening", "")
+        self.retranslate()
+        run_task(opener, source, on_done=lambda cam: self._opened(cam, source),
+                 on_error=self._failed)
+
+    def _opened(self, camera, source: str) -> None:
+        self.apply_button.setEnabled(True)
+        self.controller.set_camera(camera, source)
+        self._msg = ("ok", "")
+        self.retranslate()
+        self.cameraChanged.emit(source)
+
+    def _failed(self, message: str) -> None:
+        self.apply_button.setEnabled(True)
+        self._msg = ("error", message)
+        self.retranslate()
+
+
+# ================================================================================== page
+@_retranslating
+class StaffPage(QWidget):
+    """The staff screen; ``leave`` asks the main window to go back to the checkout."""
+
+    leave = Signal()
+
+    def __init__(self, controller, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("StaffPage")
+        self.controller = controller
+        self.title = QLabel(objectName="Title")
+        self.back = QPushButton()
+        self.back.clicked.connect(self.leave)
+        self.tabs = QTabWidget()
+        self.enrol = EnrolTab(controller)
+        self.catalogue = CatalogueTab(controller)
+        self.tray = TrayTab(controller)
+        self.camera = CameraTab(controller)
+        for t in (self.enrol, self.catalogue, self.tray, self.camera):
+            self.tabs.addTab(t, "")
+        self.tabs.currentChanged.connect(self._tab_changed)
+        top = QHBoxLayout()
+        top.addWidget(self.title)
+        top.addStretch(1)
+        top.addWidget(self.back)
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(self.tabs, 1)
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        self.title.setText(self.tr("Staff mode"))
+        self.back.setText(self.tr("Back to checkout"))
+        for i, text in enumerate((self.tr("Enrol new product"), self.tr("Catalogue"),
+                                  self.tr("Tray"), self.tr("Camera"))):
+            self.tabs.setTabText(i, text)
+
+    def _tab_changed(self, i: int) -> None:
+        if self.tabs.widget(i) is self.catalogue:
+            self.catalogue.refresh()
+
+    def set_frame(self, image, index: int) -> None:
+        if self.tabs.currentWidget() is self.enrol:
+            self.enrol.set_frame(image, index)

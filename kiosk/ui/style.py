@@ -1,0 +1,89 @@
+"""Look and feel: colours, the application font (Noto Sans CJK) and the style sheet."""
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtGui import QColor, QFont, QFontDatabase
+from PySide6.QtWidgets import QApplication
+
+log = logging.getLogger(__name__)
+
+# item box colours by state
+RECOGNISED = QColor(46, 160, 67)
+UNKNOWN = QColor(230, 126, 0)
+UNPRICED = QColor(200, 40, 40)
+MANUAL = QColor(40, 110, 220)  # set by barcode or by the cashier
+ACCENT = "#e4572e"
+TOUCH_MIN = 56  # px: smallest touch target
+
+BASE_POINT_SIZE = 13
+
+STYLE_SHEET = """
+QWidget { color: #1d2327; }
+QMainWindow, QDialog, #ShopperPage, #StaffPage { background: #f4f5f7; }
+QPushButton {
+    min-height: %(touch)dpx; padding: 4px 18px; border-radius: 10px;
+    background: #ffffff; border: 1px solid #c9ced6; font-size: %(btn)dpt;
+}
+QPushButton:pressed { background: #e3e7ee; }
+QPushButton:disabled { color: #9aa0a6; background: #eceef1; }
+QPushButton#FinishButton {
+    background: %(accent)s; color: white; border: none; font-size: %(big)dpt; font-weight: bold;
+    min-height: 84px;
+}
+QPushButton#FinishButton:disabled { background: #f0b4a4; }
+QPushButton#PrimaryButton { background: #1f6feb; color: white; border: none; font-weight: bold; }
+QPushButton#PrimaryButton:disabled { background: #a9c4f5; }
+QPushButton#DangerButton { background: #ffffff; color: #c62828; border: 1px solid #c62828; }
+QPushButton#SmallButton { min-height: 44px; padding: 2px 12px; font-size: %(small)dpt; }
+QPushButton#KeypadButton { min-height: 72px; min-width: 96px; font-size: %(big)dpt; }
+QLabel#TotalLabel { font-size: %(huge)dpt; font-weight: bold; color: #111; }
+QLabel#TotalCaption { font-size: %(btn)dpt; color: #555; }
+QLabel#Title { font-size: %(big)dpt; font-weight: bold; }
+QLabel#Hint { font-size: %(btn)dpt; color: #444; }
+QLabel#CashierNotice {
+    background: #fff3cd; color: #7a4b00; border-radius: 8px; padding: 8px; font-size: %(btn)dpt;
+}
+QLabel#Banner {
+    background: #c62828; color: white; font-size: %(btn)dpt; font-weight: bold; padding: 10px;
+}
+QLabel#Banner[level="warn"] { background: #e08e0b; }
+QLineEdit, QSpinBox, QComboBox {
+    min-height: 48px; font-size: %(btn)dpt; padding: 0 8px; border: 1px solid #c9ced6;
+    border-radius: 8px; background: white;
+}
+QSpinBox::up-button, QSpinBox::down-button { width: 40px; }
+QTableWidget, QListWidget {
+    background: white; border: 1px solid #d8dce2; border-radius: 8px; font-size: %(btn)dpt;
+    gridline-color: #eceef1;
+}
+QHeaderView::section { background: #eceef1; border: none; padding: 6px; font-size: %(small)dpt; }
+QTabBar::tab { min-height: 48px; padding: 4px 22px; font-size: %(btn)dpt; }
+QTabBar::tab:selected { background: white; font-weight: bold; }
+"""
+
+
+def install_font(app: QApplication, scale: float = 1.0) -> str | None:
+    """Register Noto Sans CJK and make it the application font; returns its family."""
+    family = None
+    try:
+        from kiosk.fonts import cjk_font_path
+
+        fid = QFontDatabase.addApplicationFont(str(cjk_font_path()))
+        fams = QFontDatabase.applicationFontFamilies(fid) if fid >= 0 else []
+        family = fams[0] if fams else None
+    except Exception as exc:  # noqa: BLE001 - the UI still works with the default font
+        log.warning("no CJK font: %s", exc)
+    font = QFont(family) if family else QFont(app.font())
+    font.setPointSizeF(BASE_POINT_SIZE * scale)
+    app.setFont(font)
+    return family
+
+
+def apply_style(app: QApplication, scale: float = 1.0) -> None:
+    s = max(0.5, float(scale or 1.0))
+    app.setStyle("Fusion")
+    app.setStyleSheet(STYLE_SHEET % {
+        "touch": round(TOUCH_MIN * min(s, 1.5)), "accent": ACCENT,
+        "small": round(12 * s), "btn": round(15 * s), "big": round(22 * s),
+        "huge": round(34 * s)})
