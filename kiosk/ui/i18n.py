@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QLocale, QTranslator
+from PySide6.QtCore import QCoreApplication, QEvent, QLocale, QTranslator
 
 from kiosk.paths import resources_dir
 
@@ -51,4 +51,7 @@ def set_language(app: QCoreApplication, lang: str) -> bool:
             ok = False
     app.setProperty("kioskLanguage", lang if ok else "en")
     QLocale.setDefault(QLocale(lang if ok else "en_US"))
+    # widgets get LanguageChange as posted events: deliver them now, so the whole UI has
+    # switched when this returns
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.LanguageChange)
     return ok

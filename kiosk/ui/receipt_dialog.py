@@ -70,6 +70,12 @@ class ReceiptDialog(QDialog):
         tx = self.transaction
         cur = tx.get("currency", "CNY")
         esc = html.escape
+        store = self.store_name or self.tr("Self-checkout")
+        number = self.tr("Receipt no. %1").replace("%1", str(tx["id"]))
+        h_item, h_qty = self.tr("Item"), self.tr("Qty")
+        h_unit, h_amount = self.tr("Unit price"), self.tr("Amount")
+        total = self.tr("Total")
+        thanks = self.tr("Thank you for shopping with us!")
         rows = "".join(
             f"<tr><td>{esc(str(line['name']))}</td><td align='right'>{line['qty']}</td>"
             f"<td align='right'>{esc(format_price(line['unit_price'], cur))}</td>"
@@ -77,17 +83,14 @@ class ReceiptDialog(QDialog):
             for line in tx["lines"])
         return (
             "<div style='font-size:14pt'>"
-            f"<h2 align='center'>{esc(self.store_name or self.tr('Self-checkout'))}</h2>"
-            f"<p align='center'>{esc(self.tr('Receipt no. %1').replace('%1', str(tx['id'])))}"
-            f"<br/>{esc(_local_time(tx.get('created_at')))}</p>"
+            f"<h2 align='center'>{esc(store)}</h2>"
+            f"<p align='center'>{esc(number)}<br/>{esc(_local_time(tx.get('created_at')))}</p>"
             "<hr/><table width='100%' cellspacing='0' cellpadding='4'>"
-            f"<tr><th align='left'>{esc(self.tr('Item'))}</th>"
-            f"<th align='right'>{esc(self.tr('Qty'))}</th>"
-            f"<th align='right'>{esc(self.tr('Unit price'))}</th>"
-            f"<th align='right'>{esc(self.tr('Amount'))}</th></tr>{rows}</table><hr/>"
-            f"<h2 align='right'>{esc(self.tr('Total'))}: "
-            f"{esc(format_price(tx['total'], cur))}</h2>"
-            f"<p align='center'>{esc(self.tr('Thank you for shopping with us!'))}</p></div>")
+            f"<tr><th align='left'>{esc(h_item)}</th><th align='right'>{esc(h_qty)}</th>"
+            f"<th align='right'>{esc(h_unit)}</th><th align='right'>{esc(h_amount)}</th></tr>"
+            f"{rows}</table><hr/>"
+            f"<h2 align='right'>{esc(total)}: {esc(format_price(tx['total'], cur))}</h2>"
+            f"<p align='center'>{esc(thanks)}</p></div>")
 
     def document(self) -> QTextDocument:
         doc = QTextDocument()

@@ -539,7 +539,10 @@ class CameraTab(QWidget):
         lay.addWidget(self.apply_button)
         self._msg = ("", "")
         self._select(controller.camera_source)
-        controller.cameraStatusChanged.connect(lambda *_: self.retranslate())
+        controller.cameraStatusChanged.connect(self._on_camera_status)
+        self.retranslate()
+
+    def _on_camera_status(self, _status: str, _message: str) -> None:
         self.retranslate()
 
     def _select(self, source: str) -> None:

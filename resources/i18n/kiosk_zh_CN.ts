@@ -1,0 +1,616 @@
+<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS>
+<TS version="2.1" language="zh_CN">
+<context>
+    <name>CameraTab</name>
+    <message>
+        <source>starting</source>
+        <translation>正在启动</translation>
+    </message>
+    <message>
+        <source>live</source>
+        <translation>正常</translation>
+    </message>
+    <message>
+        <source>disconnected</source>
+        <translation>已断开</translation>
+    </message>
+    <message>
+        <source>stopped</source>
+        <translation>已停止</translation>
+    </message>
+    <message>
+        <source>Camera: %1 (%2)</source>
+        <translation>摄像头：%1（%2）</translation>
+    </message>
+    <message>
+        <source>Demo camera (built-in test pictures)</source>
+        <translation>演示摄像头（内置测试画面）</translation>
+    </message>
+    <message>
+        <source>USB camera number</source>
+        <translation>USB 摄像头编号</translation>
+    </message>
+    <message>
+        <source>Video file or picture folder</source>
+        <translation>视频文件或图片文件夹</translation>
+    </message>
+    <message>
+        <source>Browse…</source>
+        <translation>浏览…</translation>
+    </message>
+    <message>
+        <source>Use this camera</source>
+        <translation>使用此摄像头</translation>
+    </message>
+    <message>
+        <source>Camera switched.</source>
+        <translation>已切换摄像头。</translation>
+    </message>
+    <message>
+        <source>Opening the camera…</source>
+        <translation>正在打开摄像头…</translation>
+    </message>
+    <message>
+        <source>Could not open the camera: %1</source>
+        <translation>无法打开摄像头：%1</translation>
+    </message>
+    <message>
+        <source>demo camera</source>
+        <translation>演示摄像头</translation>
+    </message>
+    <message>
+        <source>USB camera %1</source>
+        <translation>USB 摄像头 %1</translation>
+    </message>
+    <message>
+        <source>Choose a video file</source>
+        <translation>选择视频文件</translation>
+    </message>
+</context>
+<context>
+    <name>CatalogueTab</name>
+    <message>
+        <source>Filter by name, SKU or barcode</source>
+        <translation>按名称、货号或条码筛选</translation>
+    </message>
+    <message>
+        <source>Picture</source>
+        <translation>图片</translation>
+    </message>
+    <message>
+        <source>Name</source>
+        <translation>名称</translation>
+    </message>
+    <message>
+        <source>SKU</source>
+        <translation>货号</translation>
+    </message>
+    <message>
+        <source>Price</source>
+        <translation>价格</translation>
+    </message>
+    <message>
+        <source>Views</source>
+        <translation>图片数</translation>
+    </message>
+    <message>
+        <source>On sale</source>
+        <translation>在售</translation>
+    </message>
+    <message>
+        <source>Change price</source>
+        <translation>修改价格</translation>
+    </message>
+    <message>
+        <source>Delete product</source>
+        <translation>删除商品</translation>
+    </message>
+    <message>
+        <source>no price</source>
+        <translation>未定价</translation>
+    </message>
+    <message>
+        <source>yes</source>
+        <translation>是</translation>
+    </message>
+    <message>
+        <source>no</source>
+        <translation>否</translation>
+    </message>
+    <message>
+        <source>Take off sale</source>
+        <translation>下架</translation>
+    </message>
+    <message>
+        <source>Put on sale</source>
+        <translation>上架</translation>
+    </message>
+    <message>
+        <source>Price changed.</source>
+        <translation>价格已修改。</translation>
+    </message>
+    <message>
+        <source>New price of %1 (yuan):</source>
+        <translation>%1 的新价格（元）：</translation>
+    </message>
+    <message>
+        <source>Taken off sale.</source>
+        <translation>已下架。</translation>
+    </message>
+    <message>
+        <source>On sale again.</source>
+        <translation>已重新上架。</translation>
+    </message>
+    <message>
+        <source>Deleted %1.</source>
+        <translation>已删除 %1。</translation>
+    </message>
+    <message>
+        <source>Delete %1 (%2) and all its pictures? This cannot be undone.</source>
+        <translation>删除 %1（%2）及其所有图片？此操作无法撤销。</translation>
+    </message>
+</context>
+<context>
+    <name>CorrectionDialog</name>
+    <message>
+        <source>Correct an item</source>
+        <translation>更正商品</translation>
+    </message>
+    <message>
+        <source>Which product is this?</source>
+        <translation>这是哪件商品？</translation>
+    </message>
+    <message>
+        <source>Search by name, SKU or barcode</source>
+        <translation>按名称、货号或条码搜索</translation>
+    </message>
+    <message>
+        <source>Search results</source>
+        <translation>搜索结果</translation>
+    </message>
+    <message>
+        <source>Best matches</source>
+        <translation>最相似的商品</translation>
+    </message>
+    <message>
+        <source>Quantity</source>
+        <translation>数量</translation>
+    </message>
+    <message>
+        <source>Remove item</source>
+        <translation>移除商品</translation>
+    </message>
+    <message>
+        <source>Done</source>
+        <translation>完成</translation>
+    </message>
+    <message>
+        <source>This item is no longer on the tray.</source>
+        <translation>这件商品已不在托盘上。</translation>
+    </message>
+    <message>
+        <source>Not recognised yet: choose the product below.</source>
+        <translation>尚未识别：请在下方选择商品。</translation>
+    </message>
+    <message>
+        <source>no price</source>
+        <translation>未定价</translation>
+    </message>
+    <message>
+        <source>Now: %1 (%2)</source>
+        <translation>当前：%1（%2）</translation>
+    </message>
+    <message>
+        <source>match %1%</source>
+        <translation>相似度 %1%</translation>
+    </message>
+    <message>
+        <source>Nothing found</source>
+        <translation>没有找到</translation>
+    </message>
+    <message>
+        <source>Cannot change the item</source>
+        <translation>无法更改商品</translation>
+    </message>
+    <message>
+        <source>Cannot change the quantity</source>
+        <translation>无法更改数量</translation>
+    </message>
+    <message>
+        <source>Cannot remove the item</source>
+        <translation>无法移除商品</translation>
+    </message>
+</context>
+<context>
+    <name>EnrolTab</name>
+    <message>
+        <source>Product name</source>
+        <translation>商品名称</translation>
+    </message>
+    <message>
+        <source>SKU</source>
+        <translation>货号</translation>
+    </message>
+    <message>
+        <source>Price (yuan)</source>
+        <translation>价格（元）</translation>
+    </message>
+    <message>
+        <source>Barcode (optional)</source>
+        <translation>条码（可选）</translation>
+    </message>
+    <message>
+        <source>e.g. 雪碧 500ml</source>
+        <translation>例如：雪碧 500ml</translation>
+    </message>
+    <message>
+        <source>e.g. 6901234567892 or SPRITE-500</source>
+        <translation>例如：6901234567892 或 SPRITE-500</translation>
+    </message>
+    <message>
+        <source>EAN-13 / UPC</source>
+        <translation>EAN-13 / UPC</translation>
+    </message>
+    <message>
+        <source>Capture view</source>
+        <translation>拍摄一张</translation>
+    </message>
+    <message>
+        <source>Remove last view</source>
+        <translation>删除上一张</translation>
+    </message>
+    <message>
+        <source>Save product</source>
+        <translation>保存商品</translation>
+    </message>
+    <message>
+        <source>Start over</source>
+        <translation>重新开始</translation>
+    </message>
+    <message>
+        <source>1. Place the new item alone on the tray, then press Capture view.</source>
+        <translation>1. 将新商品单独放在托盘上，然后按“拍摄一张”。</translation>
+    </message>
+    <message>
+        <source>2. Turn the item over, then capture again.</source>
+        <translation>2. 把商品翻个面，再拍一张。</translation>
+    </message>
+    <message>
+        <source>3. Rotate it or show another side, and capture once more.</source>
+        <translation>3. 转动商品或换一个侧面，再拍一张。</translation>
+    </message>
+    <message>
+        <source>Enough views. More sides help recognition; fill in the form and press Save product.</source>
+        <translation>图片已足够。多拍几个角度有助于识别；填写表格后按“保存商品”。</translation>
+    </message>
+    <message>
+        <source>Views captured: %1 (at least %2)</source>
+        <translation>已拍摄：%1 张（至少 %2 张）</translation>
+    </message>
+    <message>
+        <source>Saving and learning the product…</source>
+        <translation>正在保存并学习商品…</translation>
+    </message>
+    <message>
+        <source>Saved: %1 is recognised from now on.</source>
+        <translation>已保存：从现在起可识别 %1。</translation>
+    </message>
+    <message>
+        <source>Not saved: %1</source>
+        <translation>未保存：%1</translation>
+    </message>
+    <message>
+        <source>No camera picture yet.</source>
+        <translation>还没有摄像头画面。</translation>
+    </message>
+    <message>
+        <source>No item found on the tray: place the item alone on the tray.</source>
+        <translation>托盘上没有找到商品：请将商品单独放在托盘上。</translation>
+    </message>
+    <message>
+        <source>Several items found: the largest one is used. Better: one item alone.</source>
+        <translation>发现多件商品：将使用最大的一件。最好只放一件。</translation>
+    </message>
+    <message>
+        <source>capture at least %1 views</source>
+        <translation>请至少拍摄 %1 张</translation>
+    </message>
+</context>
+<context>
+    <name>MainWindow</name>
+    <message>
+        <source>Self-checkout</source>
+        <translation>自助结账</translation>
+    </message>
+    <message>
+        <source>Staff</source>
+        <translation>员工</translation>
+    </message>
+    <message>
+        <source>Starting the camera…</source>
+        <translation>正在启动摄像头…</translation>
+    </message>
+    <message>
+        <source>Place your items on the tray, apart from each other.</source>
+        <translation>请将商品分开平放在托盘上。</translation>
+    </message>
+    <message>
+        <source>An item is not recognised: please call the cashier.</source>
+        <translation>有商品无法识别：请呼叫收银员。</translation>
+    </message>
+    <message>
+        <source>Check your items, then press Finish and pay.</source>
+        <translation>请核对商品，然后按“结账”。</translation>
+    </message>
+    <message>
+        <source>Camera disconnected – reconnecting…</source>
+        <translation>摄像头已断开，正在重新连接…</translation>
+    </message>
+    <message>
+        <source>Recognition problem: %1</source>
+        <translation>识别出错：%1</translation>
+    </message>
+    <message>
+        <source>Cannot finish yet</source>
+        <translation>暂时无法结账</translation>
+    </message>
+    <message>
+        <source>Staff mode is not set up.</source>
+        <translation>员工模式尚未设置。</translation>
+    </message>
+</context>
+<context>
+    <name>PinDialog</name>
+    <message>
+        <source>Staff</source>
+        <translation>员工</translation>
+    </message>
+    <message>
+        <source>Create a staff PIN</source>
+        <translation>设置员工密码</translation>
+    </message>
+    <message>
+        <source>Enter the new PIN again</source>
+        <translation>请再次输入新密码</translation>
+    </message>
+    <message>
+        <source>Enter the staff PIN</source>
+        <translation>请输入员工密码</translation>
+    </message>
+    <message>
+        <source>Clear</source>
+        <translation>清除</translation>
+    </message>
+    <message>
+        <source>OK</source>
+        <translation>确定</translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation>取消</translation>
+    </message>
+    <message>
+        <source>Wrong PIN, try again.</source>
+        <translation>密码错误，请重试。</translation>
+    </message>
+    <message>
+        <source>The PIN needs at least %1 digits.</source>
+        <translation>密码至少需要 %1 位数字。</translation>
+    </message>
+    <message>
+        <source>The two PINs differ: start again.</source>
+        <translation>两次输入的密码不一致：请重新开始。</translation>
+    </message>
+    <message>
+        <source>Too many wrong PINs: locked for %1 s.</source>
+        <translation>密码错误次数过多：已锁定，%1 秒后可重试。</translation>
+    </message>
+    <message>
+        <source>First use: choose a PIN of %1 to %2 digits.</source>
+        <translation>首次使用：请设置 %1 到 %2 位数字的密码。</translation>
+    </message>
+</context>
+<context>
+    <name>ReceiptDialog</name>
+    <message>
+        <source>Receipt</source>
+        <translation>小票</translation>
+    </message>
+    <message>
+        <source>Print</source>
+        <translation>打印</translation>
+    </message>
+    <message>
+        <source>Save as PDF</source>
+        <translation>保存为 PDF</translation>
+    </message>
+    <message>
+        <source>New checkout</source>
+        <translation>开始新的结账</translation>
+    </message>
+    <message>
+        <source>Self-checkout</source>
+        <translation>自助结账</translation>
+    </message>
+    <message>
+        <source>Receipt no. %1</source>
+        <translation>小票号：%1</translation>
+    </message>
+    <message>
+        <source>Item</source>
+        <translation>商品</translation>
+    </message>
+    <message>
+        <source>Qty</source>
+        <translation>数量</translation>
+    </message>
+    <message>
+        <source>Unit price</source>
+        <translation>单价</translation>
+    </message>
+    <message>
+        <source>Amount</source>
+        <translation>金额</translation>
+    </message>
+    <message>
+        <source>Total</source>
+        <translation>合计</translation>
+    </message>
+    <message>
+        <source>Thank you for shopping with us!</source>
+        <translation>谢谢惠顾！</translation>
+    </message>
+    <message>
+        <source>Save receipt as PDF</source>
+        <translation>将小票保存为 PDF</translation>
+    </message>
+    <message>
+        <source>Could not save the PDF</source>
+        <translation>无法保存 PDF</translation>
+    </message>
+</context>
+<context>
+    <name>ReceiptPanel</name>
+    <message>
+        <source>Your items</source>
+        <translation>您的商品</translation>
+    </message>
+    <message>
+        <source>Item</source>
+        <translation>商品</translation>
+    </message>
+    <message>
+        <source>Qty</source>
+        <translation>数量</translation>
+    </message>
+    <message>
+        <source>Unit price</source>
+        <translation>单价</translation>
+    </message>
+    <message>
+        <source>Amount</source>
+        <translation>金额</translation>
+    </message>
+    <message>
+        <source>Total</source>
+        <translation>合计</translation>
+    </message>
+    <message>
+        <source>Finish and pay</source>
+        <translation>结账</translation>
+    </message>
+    <message>
+        <source>Some items need the cashier: please call the cashier.</source>
+        <translation>有商品需要收银员处理：请呼叫收银员。</translation>
+    </message>
+    <message>
+        <source>Items: %1</source>
+        <translation>件数：%1</translation>
+    </message>
+    <message>
+        <source>no price</source>
+        <translation>未定价</translation>
+    </message>
+</context>
+<context>
+    <name>StaffPage</name>
+    <message>
+        <source>Staff mode</source>
+        <translation>员工模式</translation>
+    </message>
+    <message>
+        <source>Back to checkout</source>
+        <translation>返回结账</translation>
+    </message>
+    <message>
+        <source>Enrol new product</source>
+        <translation>录入新商品</translation>
+    </message>
+    <message>
+        <source>Catalogue</source>
+        <translation>商品目录</translation>
+    </message>
+    <message>
+        <source>Tray</source>
+        <translation>托盘</translation>
+    </message>
+    <message>
+        <source>Camera</source>
+        <translation>摄像头</translation>
+    </message>
+</context>
+<context>
+    <name>StartingScreen</name>
+    <message>
+        <source>Self-checkout</source>
+        <translation>自助结账</translation>
+    </message>
+    <message>
+        <source>Starting: loading the product recognition…</source>
+        <translation>正在启动：加载商品识别…</translation>
+    </message>
+    <message>
+        <source>Could not start: %1</source>
+        <translation>无法启动：%1</translation>
+    </message>
+    <message>
+        <source>Quit</source>
+        <translation>退出</translation>
+    </message>
+</context>
+<context>
+    <name>TrayTab</name>
+    <message>
+        <source>Take everything off the tray, keep hands away, then press Recalibrate. The kiosk learns the empty tray and finds items by how they differ from it.</source>
+        <translation>请清空托盘，手离开托盘，然后按“重新校准”。系统会记住空托盘的样子，并据此找出托盘上的商品。</translation>
+    </message>
+    <message>
+        <source>Recalibrate the empty tray</source>
+        <translation>重新校准空托盘</translation>
+    </message>
+    <message>
+        <source>Calibrated. Saved to %1</source>
+        <translation>校准完成，已保存到 %1</translation>
+    </message>
+    <message>
+        <source>Not calibrated: %1</source>
+        <translation>未校准：%1</translation>
+    </message>
+    <message>
+        <source>No camera picture yet.</source>
+        <translation>还没有摄像头画面。</translation>
+    </message>
+    <message>
+        <source>This detector needs no calibration.</source>
+        <translation>此检测器无需校准。</translation>
+    </message>
+    <message>
+        <source>Not calibrated yet.</source>
+        <translation>尚未校准。</translation>
+    </message>
+</context>
+<context>
+    <name>TrayView</name>
+    <message>
+        <source>Please call the cashier</source>
+        <translation>请呼叫收银员</translation>
+    </message>
+    <message>
+        <source>Not recognised</source>
+        <translation>无法识别</translation>
+    </message>
+    <message>
+        <source>No price: call the cashier</source>
+        <translation>未定价：请呼叫收银员</translation>
+    </message>
+    <message>
+        <source>(barcode)</source>
+        <translation>（条码）</translation>
+    </message>
+    <message>
+        <source>(cashier)</source>
+        <translation>（收银员）</translation>
+    </message>
+</context>
+</TS>

@@ -1,0 +1,353 @@
+"""The kiosk UI end to end (pytest-qt, offscreen): the real window, controller, capture thread
+and recognition worker, the real engine on a private copy of the demo catalogue, and a scripted
+realtime demo camera.  No blind sleeps: every wait is on a condition or a signal.
+"""
+from __future__ import annotations
+
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QEvent, QPoint, Qt  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from kiosk.demo_camera import DemoCamera  # noqa: E402
+from kiosk.engine import Engine  # noqa: E402
+from kiosk.session import CheckoutSession  # noqa: E402
+from kiosk.settings import Settings, with_changes  # noqa: E402
+from kiosk.ui import i18n  # noqa: E402
+from kiosk.ui.app import KioskParts, build_window, setup_application  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+WAIT = 15_000  # ms: generous for a loaded 2-core CI machine; conditions end it early
+
+NAME = {"DEMO-001": "可口可乐 330ml", "DEMO-002": "农夫山泉 550ml", "DEMO-004": "乐事原味薯片",
+        "DEMO-005": "乐事黄瓜味薯片", "DEMO-011": "红牛"}
+
+
+@pytest.fixture(scope="module")
+def ui_settings():
+    s = with_changes(Settings(), "store", name="袋鼯麻麻 测试店")
+    return with_changes(s, "staff", session_timeout_s=300)
+
+
+@pytest.fixture
+def app(qapp, ui_settings):
+    app = setup_application(settings=ui_settings)
+    i18n.set_language(app, "zh_CN")
+    return app
+
+
+@pytest.fixture
+def make_kiosk(app, qtbot, tmp_path, copy_demo_db, embedder, ui_settings):
+    """``make_kiosk(script, prepare=None)``: the kiosk window on a private demo catalogue
+    with a realtime scripted demo camera; ``prepare(engine)`` runs before the window opens."""
+    made = []
+
+    def make(script, prepare=None, settings=ui_settings):
+        db = copy_demo_db(tmp_path / f"store{len(made)}")
+        camera = DemoCamera(fps=30, seed=3, script=script)
+        engine = Engine.open(db, embedder=embedder, background=camera.background())
+        if prepare is not None:
+            prepare(engine)
+        session = CheckoutSession(engine, settle_ms=150)
+        window = build_window(KioskParts(engine, session, camera, "demo", db), settings)
+        qtbot.addWidget(window)
+        window.resize(1280, 800)
+        window.show()
+        made.append((window, engine))
+        window.camera = camera
+        return window
+
+    yield make
+    for window, engine in made:
+        window.controller.shutdown()
+        window.close()
+        window.deleteLater()  # gone before its catalogue closes (no late LanguageChange)
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    for window, engine in made:
+        engine.close()
+
+
+def receipt_names(window) -> list[str]:
+    return [row[0] for row in window.receipt.rows()]
+
+
+def wait_items(qtbot, window, skus, timeout=WAIT):
+    """Until the basket holds exactly ``skus`` (a multiset), all recognised."""
+    want = sorted(skus)
+
+    def ok():
+        st = window.controller.state
+        return (st is not None and not st.needs_cashier
+                and sorted(i.sku for i in st.items if not i.unknown) == want
+                and len(st.items) == len(want))
+
+    qtbot.waitUntil(ok, timeout=timeout)
+    return window.controller.state
+
+
+def tap_item(qtbot, window, item):
+    centre = window.tray.box_rect(item.box).center()
+    QTest.mouseClick(window.tray, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(round(centre.x()), round(centre.y())))
+
+
+# ------------------------------------------------------------------------------ shopper view
+def test_items_appear_on_the_receipt_as_the_tray_changes(qtbot, make_kiosk):
+    w = make_kiosk([("add", "DEMO-001", 300, 300, 20), ("wait", 1.0),
+                    ("add", "DEMO-002", 800, 400, -30), ("wait", 1.0),
+                    ("remove", "DEMO-001"), ("wait", 30)])
+    qtbot.waitUntil(lambda: w.tray.frame_index >= 0, timeout=WAIT)  # preview is live
+    wait_items(qtbot, w, ["DEMO-001"])
+    assert receipt_names(w) == [NAME["DEMO-001"]]
+    assert w.receipt.total_label.text() == "¥3.50"
+    wait_items(qtbot, w, ["DEMO-001", "DEMO-002"])
+    assert sorted(receipt_names(w)) == sorted([NAME["DEMO-001"], NAME["DEMO-002"]])
+    assert w.receipt.total_label.text() == "¥5.50"
+    assert w.receipt.finish_button.isEnabled()
+    wait_items(qtbot, w, ["DEMO-002"])
+    assert receipt_names(w) == [NAME["DEMO-002"]]
+    assert w.receipt.total_label.text() == "¥2.00"
+    assert w.receipt.finish_button.text() == "结账"
+
+
+def test_tap_opens_candidates_and_a_choice_changes_the_receipt(qtbot, make_kiosk):
+    # the look-alike pair (same bag, different flavour band): the cashier puts it right
+    w = make_kiosk([("add", "DEMO-004", 640, 380, 10), ("wait", 60)])
+    qtbot.waitUntil(lambda: w.controller.state is not None and len(w.controller.state.items) == 1
+                    and w.controller.state.items[0].sku in ("DEMO-004", "DEMO-005"),
+                    timeout=WAIT)
+    item = w.controller.state.items[0]
+    other = "DEMO-005" if item.sku == "DEMO-004" else "DEMO-004"
+    tap_item(qtbot, w, item)
+    qtbot.waitUntil(lambda: w.correction is not None and w.correction.isVisible(), timeout=WAIT)
+    dlg = w.correction
+    assert dlg.candidate_skus()[0] == item.sku  # ranked: the recognised product first
+    assert other in dlg.candidate_skus()
+    # search (here by barcode-free name text) and choose: the receipt changes
+    dlg.search.setText("黄瓜" if other == "DEMO-005" else "原味")
+    dlg.run_search()
+    assert dlg.candidate_skus() == [other]
+    li = dlg.candidates.item(0)
+    QTest.mouseClick(dlg.candidates.viewport(), Qt.MouseButton.LeftButton,
+                     Qt.KeyboardModifier.NoModifier, dlg.candidates.visualItemRect(li).center())
+    qtbot.waitUntil(lambda: receipt_names(w) == [NAME[other]], timeout=WAIT)
+    assert w.correction is None  # closed after the choice
+    item = w.controller.state.items[0]
+    assert (item.sku, item.source) == (other, "cashier")
+    # quantity, then remove
+    tap_item(qtbot, w, item)
+    qtbot.waitUntil(lambda: w.correction is not None, timeout=WAIT)
+    w.correction.qty.setValue(3)
+    qtbot.waitUntil(lambda: w.receipt.rows() == [(NAME[other], "×3", "¥7.50", "¥22.50")],
+                    timeout=WAIT)
+    w.correction.remove_button.click()
+    qtbot.waitUntil(lambda: w.receipt.rows() == [], timeout=WAIT)
+    assert not w.receipt.finish_button.isEnabled()
+
+
+def test_finish_records_the_sale_and_saves_a_pdf(qtbot, make_kiosk, tmp_path):
+    w = make_kiosk([("add", "DEMO-001", 300, 300, 0), ("add", "DEMO-002", 800, 420, 60),
+                    ("wait", 60)])
+    wait_items(qtbot, w, ["DEMO-001", "DEMO-002"])
+    with qtbot.waitSignal(w.finished, timeout=WAIT) as sig:
+        QTest.mouseClick(w.receipt.finish_button, Qt.MouseButton.LeftButton)
+    tx = sig.args[0]
+    record = w.controller.engine.catalog.get_transaction(tx)
+    assert record["total"] == 550 and record["currency"] == "CNY"
+    assert sorted((line["sku"], line["qty"], line["amount"]) for line in record["lines"]) == [
+        ("DEMO-001", 1, 350), ("DEMO-002", 1, 200)]
+    dlg = w.receipt_dialog
+    assert dlg is not None and dlg.isVisible()
+    text = dlg.view.toPlainText()
+    assert "袋鼯麻麻 测试店" in text and f"小票号：{tx}" in text and "¥5.50" in text
+    pdf = dlg.save_pdf(tmp_path / "receipt.pdf")
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
+    # the paid items are not charged again while they stay on the tray
+    qtbot.waitUntil(lambda: w.receipt.rows() == [], timeout=WAIT)
+    dlg.close_button.click()
+    qtbot.waitUntil(lambda: w.receipt_dialog is None, timeout=WAIT)
+
+
+def test_camera_unplugged_shows_the_banner_and_keeps_the_basket(qtbot, make_kiosk):
+    w = make_kiosk([("add", "DEMO-001", 400, 300, 0), ("wait", 60)])
+    wait_items(qtbot, w, ["DEMO-001"])
+    assert not w.banner_visible()
+    w.camera.unplug()
+    qtbot.waitUntil(w.banner_visible, timeout=WAIT)
+    assert w.banner.text() == "摄像头已断开，正在重新连接…"
+    assert receipt_names(w) == [NAME["DEMO-001"]]  # the basket is kept
+    w.set_language("en")
+    assert w.banner.text() == "Camera disconnected – reconnecting…"
+    w.camera.replug()
+    qtbot.waitUntil(lambda: not w.banner_visible(), timeout=WAIT)
+    assert receipt_names(w) == [NAME["DEMO-001"]]
+    assert w.controller.camera_status == "live"
+
+
+def test_language_switches_live(qtbot, make_kiosk):
+    w = make_kiosk([("wait", 60)])
+    assert w.receipt.finish_button.text() == "结账"
+    assert w.lang_button.text() == "English"
+    QTest.mouseClick(w.lang_button, Qt.MouseButton.LeftButton)
+    assert w.receipt.finish_button.text() == "Finish and pay"
+    assert w.receipt.title.text() == "Your items"
+    assert w.lang_button.text() == "中文"
+    QTest.mouseClick(w.lang_button, Qt.MouseButton.LeftButton)
+    assert w.receipt.title.text() == "您的商品"
+
+
+# ---------------------------------------------------------------------------------- staff
+NEW = "DEMO-011"  # 红牛: deleted from the copied catalogue, then enrolled at the kiosk
+
+
+def test_staff_pin_enrol_makes_a_new_product_recognised(qtbot, make_kiosk):
+    w = make_kiosk(
+        [("add", NEW, 640, 360, 0), ("wait", 1.0), ("shift", NEW, 0, 0, 90), ("wait", 1.0),
+         ("shift", NEW, -220, 40, 135), ("wait", 1.0), ("shift", NEW, 300, -60, 60),
+         ("wait", 60)],
+        prepare=lambda engine: engine.remove_product(NEW))
+    cam = w.camera
+    # before: the kiosk does not know the can (unknown, or taken for a look-alike)
+    qtbot.waitUntil(lambda: w.controller.state is not None
+                    and len(w.controller.state.items) == 1, timeout=WAIT)
+    assert w.controller.state.items[0].sku != NEW
+
+    # first use: create the PIN (twice), then it is asked for
+    QTest.mouseClick(w.staff_button, Qt.MouseButton.LeftButton)
+    pin = w.pin_dialog
+    assert pin is not None and pin.creating
+    pin.enter("2468")
+    pin.enter("2468")
+    qtbot.waitUntil(lambda: w.in_staff_mode, timeout=WAIT)
+    w.staff_page.back.click()
+    assert not w.in_staff_mode
+    QTest.mouseClick(w.staff_button, Qt.MouseButton.LeftButton)
+    pin = w.pin_dialog
+    assert not pin.creating
+    pin.enter("1111")
+    assert pin.isVisible() and pin.message.text() == "密码错误，请重试。"
+    pin.enter("2468")
+    qtbot.waitUntil(lambda: w.in_staff_mode, timeout=WAIT)
+
+    # enrol: three views of the item alone, each after it was turned and came to rest
+    enrol = w.staff_page.enrol
+    assert w.staff_page.tabs.currentWidget() is enrol
+    seen = []
+    for _ in range(3):
+        qtbot.waitUntil(lambda: cam.phase == "resting" and cam.truth() not in seen,
+                        timeout=WAIT)
+        seen.append(cam.truth())
+        index = w.controller.latest_frame().index
+        qtbot.waitUntil(lambda: w.controller.latest_frame().index > index + 1, timeout=WAIT)
+        assert enrol.capture_view()
+    assert enrol.thumbs.count() == 3
+    enrol.name.setText("红牛 250ml")
+    enrol.sku.setText(NEW)
+    enrol.price.setText("6.00")
+    assert enrol.save_button.isEnabled()
+    with qtbot.waitSignal(enrol.enrolled, timeout=30_000):
+        QTest.mouseClick(enrol.save_button, Qt.MouseButton.LeftButton)
+    assert "红牛 250ml" in enrol.status.text()
+    assert w.controller.engine.catalog.get_product(NEW).price == 600
+
+    # recognised on the next frames: the kiosk sees the can again after it is put back
+    w.controller.set_camera(DemoCamera(fps=30, seed=5, script=[
+        ("add", NEW, 500, 300, 30), ("add", "DEMO-001", 950, 450, 0), ("wait", 60)]))
+    w.staff_page.back.click()
+    st = wait_items(qtbot, w, [NEW, "DEMO-001"])
+    assert sorted(receipt_names(w)) == sorted(["红牛 250ml", NAME["DEMO-001"]])
+    assert w.receipt.total_label.text() == "¥9.50"
+    assert all(not i.unknown for i in st.items)
+
+
+def test_catalogue_price_deactivate_delete_and_staff_timeout(qtbot, make_kiosk):
+    w = make_kiosk([("wait", 60)])
+    w.auth.set_pin("1357")
+    QTest.mouseClick(w.staff_button, Qt.MouseButton.LeftButton)
+    w.pin_dialog.enter("1357")
+    qtbot.waitUntil(lambda: w.in_staff_mode, timeout=WAIT)
+    page = w.staff_page
+    page.tabs.setCurrentWidget(page.catalogue)
+    tab = page.catalogue
+    assert "DEMO-001" in tab.skus() and len(tab.skus()) == 13
+    tab.set_price("DEMO-001", "4.20")
+    assert w.controller.engine.product("DEMO-001").price == 420
+    assert tab.select("DEMO-002")
+    tab.toggle_active()
+    assert not w.controller.engine.catalog.get_product("DEMO-002").active
+    assert tab.active_button.text() == "上架"
+    tab.delete("DEMO-003")
+    assert "DEMO-003" not in tab.skus()
+    assert w.controller.engine.catalog.get_product("DEMO-003") is None
+    tab.filter.setText("乐事")
+    assert sorted(tab.skus()) == ["DEMO-004", "DEMO-005"]
+    # staff mode closes itself after the idle timeout
+    w.staff_session.timeout_s = 0.3
+    qtbot.waitUntil(lambda: not w.in_staff_mode, timeout=WAIT)
+
+
+def test_pin_lockout_shows_the_time_left(qtbot, app):
+    from kiosk.catalog import Catalog
+    from kiosk.staff_auth import StaffAuth
+    from kiosk.ui.pin import PinDialog
+
+    now = [1000.0]
+    cat = Catalog(":memory:") if False else None  # noqa: F841 - a real file below
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        cat = Catalog(Path(d) / "c.db")
+        auth = StaffAuth(cat, max_attempts=2, lockout_s=30, clock=lambda: now[0])
+        auth.set_pin("1234")
+        dlg = PinDialog(auth, clock=lambda: now[0])
+        qtbot.addWidget(dlg)
+        dlg.enter("0000")
+        dlg.enter("0000")
+        assert not dlg.keys["5"].isEnabled()
+        assert dlg.message.text() == "密码错误次数过多：已锁定，30 秒后可重试。"
+        now[0] += 31
+        dlg._refresh_lock()
+        assert dlg.keys["5"].isEnabled()
+        dlg.enter("1234")
+        assert dlg.result() == dlg.DialogCode.Accepted
+        cat.close()
+
+
+# ---------------------------------------------------------------------------- translations
+TS = ROOT / "resources" / "i18n" / "kiosk_zh_CN.ts"
+QM = ROOT / "resources" / "i18n" / "kiosk_zh_CN.qm"
+BIN = Path(__import__("sys").executable).parent
+
+
+def _tool(name: str) -> Path:
+    path = BIN / name
+    if not path.exists():
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+def test_translations_complete_and_compiled(tmp_path):
+    # every UI string is in the .ts and translated
+    ts = tmp_path / "check.ts"
+    ts.write_bytes(TS.read_bytes())
+    subprocess.run([str(_tool("pyside6-lupdate")), *sorted(map(str, (ROOT / "kiosk" / "ui")
+                                                               .glob("*.py"))),
+                    "-ts", str(ts), "-no-obsolete", "-locations", "none"],
+                   check=True, capture_output=True)
+    root = ET.parse(ts).getroot()
+    missing = [m.findtext("source") for m in root.iter("message")
+               if m.find("translation").get("type") == "unfinished"
+               or not (m.findtext("translation") or "").strip()]
+    assert not missing, f"untranslated UI strings (run resources/i18n/update.sh): {missing}"
+    # the committed .qm is what lrelease makes of the .ts
+    qm = tmp_path / "check.qm"
+    subprocess.run([str(_tool("pyside6-lrelease")), str(TS), "-qm", str(qm)], check=True,
+                   capture_output=True)
+    assert qm.read_bytes() == QM.read_bytes(), "kiosk_zh_CN.qm is stale: run resources/i18n/update.sh"
