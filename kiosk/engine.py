@@ -187,6 +187,49 @@ class Engine:
                            decide=(t3 - t2) * 1e3)
         return decisions
 
+    def embed_and_decide(self, crops: Sequence[np.ndarray], timings: dict | None = None
+                         ) -> tuple[np.ndarray, list[Decision]]:
+        """Like :meth:`recognize_crops`, also returning the embeddings (N, D) (e.g. to fuse
+        several views of one item with :meth:`decide_vectors`)."""
+        if not crops:
+            return np.zeros((0, self.embedder.dim), np.float32), []
+        t0 = time.perf_counter()
+        emb = self.embedder.embed(list(crops))
+        t1 = time.perf_counter()
+        decisions = self.decide_vectors(emb.vectors, timings)
+        if timings is not None:
+            timings["embed"] = (t1 - t0) * 1e3
+        return emb.vectors, decisions
+
+    def decide_vectors(self, vectors: np.ndarray, timings: dict | None = None) -> list[Decision]:
+        """Search and decide for ready embeddings (L2-normalised here)."""
+        v = np.asarray(vectors, np.float32).reshape(-1, self.embedder.dim)
+        if not len(v):
+            return []
+        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        t0 = time.perf_counter()
+        with self._lock:
+            nb = self.index.search(np.ascontiguousarray(v), k=self.decider.k)
+            t1 = time.perf_counter()
+            decisions = self.decider.decide(nb, self._sku_of)
+        t2 = time.perf_counter()
+        if timings is not None:
+            timings.update(search=(t1 - t0) * 1e3, decide=(t2 - t1) * 1e3)
+        return decisions
+
+    def lookup_product(self, sku: str | None) -> Product | None:
+        """:meth:`product`, falling back to the catalogue for products added since start-up
+        (e.g. by another process); found products are remembered."""
+        if not sku:
+            return None
+        with self._lock:
+            p = self._products.get(sku)
+            if p is None:
+                p = self.catalog.get_product(sku)
+                if p is not None:
+                    self._products[sku] = p
+            return p
+
     def _item(self, box, d: Decision) -> TrayItem:
         def name(sku):
             p = self._products.get(sku)
