@@ -120,7 +120,8 @@ def test_sync_repairs_and_rebuilds(tmp_path, filled):
 DECIDE_CASES = [
     # ids, scores, expected sku, unknown
     ([1, 2, 3], [0.9, 0.8, 0.7], "A", False),  # A has 2 votes
-    ([3, 1, 2], [0.9, 0.5, 0.5], "A", False),  # two A votes (1.0) beat one B (0.9)
+    ([3, 1, 2], [0.9, 0.88, 0.88], "A", False),  # two near-equal A views beat one B
+    ([3, 1, 2], [0.9, 0.6, 0.6], "B", False),  # a clearly better B match wins
     ([3, 4, 5], [0.9, 0.2, 0.1], "B", False),
     ([1, 2, 3], [0.3, 0.2, 0.1], None, True),  # below threshold: unknown, candidates kept
     ([-1, -1, -1], [0, 0, 0], None, True),
