@@ -17,9 +17,10 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -375,9 +376,11 @@ class CaptureThread(threading.Thread):
     ``on_status(status, message)`` is called from this thread on every status change.  When
     the camera raises, or delivers no valid frame for ``lost_after`` seconds, the status becomes
     ``"lost"``, the camera is closed and reopened with back-off (``backoff`` = first and largest
-    delay) until frames come again (``"live"``); frame indices keep increasing.  A camera
+    delay) until frames come again (``"live"``); frame indices keep increasing.  A source that
+    ends (a video without ``loop``) stops the thread (``"stopped"``).  A camera
     that delivers the same image again and again stays ``"live"``; :attr:`frozen_for` says for
-    how long the picture has not changed.
+    how long the picture has not changed.  Like any thread it runs once: ``stop()`` it and make a
+    new one to capture again.
     """
 
     def __init__(self, camera: Camera, *, lost_after: float = 2.0,
@@ -449,6 +452,9 @@ class CaptureThread(threading.Thread):
         self._stop_evt.set()
         with self._cond:
             self._cond.notify_all()
+        if self.ident is None:  # never started
+            self._set_status(STOPPED, f"{self.camera.name} stopped")
+            return True
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout)
         return not self.is_alive()
@@ -459,7 +465,7 @@ class CaptureThread(threading.Thread):
         if status == self._status:
             return
         self._status = status
-        (log.warning if status == LOST else log.info)("%s: %s", self.camera.name, message)
+        (log.warning if status == LOST else log.info)("%s", message)
         if self.on_status is not None:
             try:
                 self.on_status(status, message)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -134,14 +134,13 @@ class DemoCamera:
             self._opened = False
 
     def read(self) -> np.ndarray | None:
+        # pacing sleeps outside the lock, so unplug() / truth() never wait for a frame
+        steps = self._pace() if self.realtime and self._opened else 1
         with self._lock:
             if self._unplugged:
                 raise CameraError("demo camera: unplugged")
             if not self._opened:
                 raise CameraError("demo camera is not open")
-            steps = 1
-            if self.realtime:
-                steps = self._pace()
             for _ in range(steps):
                 self._advance()
             if self._freeze_left > 0 and self._last is not None:
@@ -164,7 +163,7 @@ class DemoCamera:
         """Repeat the current frame for ``seconds`` (of scene time) while the scene goes on;
         ``freeze(0)`` ends a freeze."""
         with self._lock:
-            self._freeze_left = max(1, int(round(seconds * self.fps))) if seconds > 0 else 0
+            self._freeze_left = max(1, round(seconds * self.fps)) if seconds > 0 else 0
 
     def background(self) -> np.ndarray:
         """The empty tray without noise (the segmenter's calibration image), BGR uint8."""
@@ -233,7 +232,7 @@ class DemoCamera:
         bgr = demo._lighting(pkg[..., :3], self._rng, 0.3)  # per-basket lighting jitter
         pkg = demo._rotate_bgra(np.dstack([bgr, pkg[..., 3]]), angle, scale)
         ph, pw = pkg.shape[:2]
-        return _prepare(sku, pkg, int(round(cx - pw / 2)), int(round(cy - ph / 2)))
+        return _prepare(sku, pkg, round(cx - pw / 2), round(cy - ph / 2))
 
     @staticmethod
     def _clip(canvas: np.ndarray, arr: np.ndarray, x0: int, y0: int):
@@ -286,7 +285,7 @@ class DemoCamera:
         frame = self._static.copy()
         for it in self._items:
             if it.moving:
-                self._draw_item(frame, it, it.x0 + int(round(it.dx)), it.y0 + int(round(it.dy)))
+                self._draw_item(frame, it, it.x0 + round(it.dx), it.y0 + round(it.dy))
         if self._hand is not None:
             self._draw_hand(frame)
         if self.noise > 0:
@@ -298,7 +297,7 @@ class DemoCamera:
 
     # ----- the scene (a generator: one ``yield`` per frame)
     def _frames(self, seconds: float) -> int:
-        return max(1, int(round(seconds * self.fps)))
+        return max(1, round(seconds * self.fps))
 
     def _settle(self) -> None:
         self._static = None
@@ -360,8 +359,8 @@ class DemoCamera:
                     h, w = it.bgra.shape[:2]
                     turned = demo._rotate_bgra(it.bgra, dangle)
                     th, tw = turned.shape[:2]
-                    moved = _prepare(it.sku, turned, int(round(it.x0 + w / 2 - tw / 2)),
-                                     int(round(it.y0 + h / 2 - th / 2)))
+                    moved = _prepare(it.sku, turned, round(it.x0 + w / 2 - tw / 2),
+                                     round(it.y0 + h / 2 - th / 2))
                     moved.moving = True
                 for k in range(1, n + 1):
                     f = _ease(k / n)
@@ -370,8 +369,8 @@ class DemoCamera:
                         it = moved
                     it.dx, it.dy = dx * f, dy * f
                     yield
-                it.x0 += int(round(dx))
-                it.y0 += int(round(dy))
+                it.x0 += round(dx)
+                it.y0 += round(dy)
                 self._set_moving([it], False)
                 self._settle()
             elif kind == "hand":
@@ -466,7 +465,10 @@ class DemoCamera:
         if rng.random() < 0.35:  # two of the same
             skus[int(rng.integers(1, n))] = skus[0]
         rng.shuffle(skus)
-        wait = lambda: ("wait", float(rng.uniform(0.8, 1.4)))  # noqa: E731
+
+        def wait() -> Step:
+            return ("wait", float(rng.uniform(0.8, 1.4)))
+
         steps: list[Step] = [("wait", 1.0)]
         for sku in skus[:-1]:
             steps += [("add", sku), wait()]

@@ -231,7 +231,7 @@ def test_find_default_camera_falls_back_to_demo(monkeypatch):
 def test_core_modules_do_not_import_qt():
     code = ("import sys, kiosk.camera, kiosk.demo_camera; "
             "sys.exit(1 if any(m.startswith('PySide6') for m in sys.modules) else 0)")
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 # ------------------------------------------------------------------------ capture thread
@@ -438,7 +438,7 @@ def test_demo_script_is_deterministic():
         cam.open()
     fa, pa, ta = _play(a, 120)
     fb, pb, tb = _play(b, 120)
-    fc, _, tc = _play(c, 120)
+    _, _, tc = _play(c, 120)
     assert pa == pb and ta == tb and fa == fb
     assert len(set(fa)) == len(fa)  # sensor noise: no two frames alike
     assert ta[60] != tc[60]  # another seed: other places
@@ -611,3 +611,8 @@ def test_demo_explicit_placement():
     assert sku == "DEMO-006" and cam.phase == "resting"
     assert abs((x1 + x2) / 2 - 400) <= 2 and abs((y1 + y2) / 2 - 300) <= 2
     assert (x2 - x1, y2 - y1) == pytest.approx((204, 100), abs=3)
+
+
+def test_stop_before_start():
+    t = CaptureThread(FakeCamera([]))
+    assert t.stop() and t.status == "stopped"
