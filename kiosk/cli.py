@@ -235,6 +235,12 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def run_gui(args) -> int:
+    from .ui.app import main as gui_main
+
+    return gui_main(sys.argv[:1], settings_path=getattr(args, "settings", None))
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from .paths import default_db_path
@@ -293,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
 
+    s = sub.add_parser("gui", help="start the self-checkout kiosk (the default)")
+    s.add_argument("--settings", metavar="TOML", help="settings file (default: DATA_DIR/settings.toml)")
+    s.set_defaults(func=run_gui)
+
     s = sub.add_parser("bench", help="per-stage timings and a 100k-vector gallery")
     s.add_argument("--json", action="store_true")
     s.add_argument("--quick", action="store_true", help="10k vectors instead of 100k")
@@ -306,8 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+        return run_gui(args)  # plain ``kiosk``: the kiosk itself
     try:
         return args.func(args)
     except (CliError, ValueError, KeyError, FileNotFoundError) as exc:

@@ -351,3 +351,22 @@ def test_translations_complete_and_compiled(tmp_path):
     subprocess.run([str(_tool("pyside6-lrelease")), str(TS), "-qm", str(qm)], check=True,
                    capture_output=True)
     assert qm.read_bytes() == QM.read_bytes(), "kiosk_zh_CN.qm is stale: run resources/i18n/update.sh"
+
+
+# ----------------------------------------------------------------------------- screenshots
+def test_screenshot_tool_renders_every_view(app, tmp_path, demo_db, embedder):
+    import importlib.util
+
+    from PySide6.QtGui import QImage
+
+    spec = importlib.util.spec_from_file_location("screenshots", ROOT / "tools" / "screenshots.py")
+    shots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shots)
+    files = shots.render_screenshots(tmp_path, db=demo_db, embedder=embedder)
+    names = sorted(p.name for p in files)
+    assert names == sorted(f"{v}_{lang}.png" for v in ("shopper", "correction", "staff_enrol")
+                           for lang in ("zh", "en"))
+    for p in files:
+        img = QImage(str(p))
+        assert (img.width(), img.height()) == (1280, 800), p
+        assert p.stat().st_size < 400_000, p

@@ -21,11 +21,22 @@ def bgr_to_qimage(image: np.ndarray) -> QImage:
     return QImage(image.data, w, h, image.strides[0], QImage.Format.Format_BGR888).copy()
 
 
-def bgr_to_pixmap(image: np.ndarray, size: int | None = None) -> QPixmap:
+def bgr_to_pixmap(image: np.ndarray, size: int | None = None, square: bool = False) -> QPixmap:
+    """``image`` as a pixmap, scaled to fit ``size``×``size``; ``square``: centred on a
+    transparent square of that size (thumbnails of a row line up)."""
     pix = QPixmap.fromImage(bgr_to_qimage(image))
     if size:
         pix = pix.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
                          Qt.TransformationMode.SmoothTransformation)
+        if square:
+            from PySide6.QtGui import QPainter
+
+            canvas = QPixmap(size, size)
+            canvas.fill(Qt.GlobalColor.transparent)
+            p = QPainter(canvas)
+            p.drawPixmap((size - pix.width()) // 2, (size - pix.height()) // 2, pix)
+            p.end()
+            pix = canvas
     return pix
 
 

@@ -57,6 +57,7 @@ QTableWidget, QListWidget {
     background: white; border: 1px solid #d8dce2; border-radius: 8px; font-size: %(btn)dpt;
     gridline-color: #eceef1;
 }
+QTableWidget::item { padding: 0 6px; }
 QHeaderView::section { background: #eceef1; border: none; padding: 6px; font-size: %(small)dpt; }
 QTabBar::tab { min-height: 48px; padding: 4px 22px; font-size: %(btn)dpt; }
 QTabBar::tab:selected { background: white; font-weight: bold; }

@@ -1,0 +1,178 @@
+"""Render the kiosk UI to PNG files for the docs (offscreen, real engine, demo camera).
+
+    python tools/screenshots.py [OUT_DIR]      # default: docs/screenshots
+
+Shows the shopper view with items on the tray, the cashier's correction panel over it, and
+staff enrolment with captured views, each in Chinese and English (1280×800).  The demo
+catalogue is built in a temporary folder unless ``--db`` names one (it is not changed).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("GLOG_minloglevel", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SIZE = (1280, 800)
+SCENE = [("add", "DEMO-001", 250, 220, 15), ("add", "DEMO-004", 620, 420, -10),
+         ("add", "DEMO-006", 980, 230, 5), ("add", "DEMO-010", 330, 560, -20),
+         ("add", "DEMO-007", 1000, 540, 0), ("wait", 600)]
+ENROL_SKU = "DEMO-011"
+ENROL_SCENE = [("add", ENROL_SKU, 640, 360, 0), ("wait", 0.8), ("shift", ENROL_SKU, 0, 0, 90),
+               ("wait", 0.8), ("shift", ENROL_SKU, -200, 40, 135), ("wait", 600)]
+
+
+def _pump(cond, timeout: float = 20.0) -> bool:
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
+
+
+def _save(image, path: Path) -> Path:
+    """Save a QImage/QPixmap as a small PNG (palette of 256 colours)."""
+    from PIL import Image
+    from PySide6.QtCore import QBuffer, QIODevice
+
+    buf = QBuffer()
+    buf.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buf, "PNG")
+    import io
+
+    img = Image.open(io.BytesIO(bytes(buf.data()))).convert("RGB")
+    img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        path, optimize=True)
+    return path
+
+
+def _over(window, dialog):
+    """The window with ``dialog`` drawn centred over it, the window dimmed (as on screen)."""
+    from PySide6.QtGui import QColor, QPainter
+
+    shot = window.grab()
+    p = QPainter(shot)
+    p.fillRect(shot.rect(), QColor(0, 0, 0, 90))
+    d = dialog.grab()
+    p.drawPixmap((shot.width() - d.width()) // 2, (shot.height() - d.height()) // 2, d)
+    p.end()
+    return shot
+
+
+def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, embedder=None,
+                       languages=("zh_CN", "en")) -> list[Path]:
+    from kiosk.demo_camera import DemoCamera
+    from kiosk.engine import Engine
+    from kiosk.session import CheckoutSession
+    from kiosk.settings import Settings
+    from kiosk.ui import i18n
+    from kiosk.ui.app import KioskParts, build_window, setup_application
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="kiosk-shots-"))
+    try:
+        if embedder is None:
+            from kiosk.embed import load_embedder
+
+            embedder = load_embedder()
+        if db is None:
+            from kiosk.demo_catalog import build_demo_catalog
+
+            db = build_demo_catalog(tmp / "demo" / "catalog.db", embedder=embedder)
+        store = tmp / "store"
+        shutil.copytree(Path(db).parent, store)
+        db = store / Path(db).name
+        settings = Settings()
+        app = setup_application(settings=settings)
+        camera = DemoCamera(fps=30, seed=1, script=SCENE)
+        engine = Engine.open(db, embedder=embedder, background=camera.background())
+        engine.remove_product(ENROL_SKU)  # so that staff can enrol it
+        session = CheckoutSession(engine, settle_ms=150)
+        window = build_window(KioskParts(engine, session, camera, "demo", db), settings)
+        window.resize(*SIZE)
+        window.show()
+        files: list[Path] = []
+        try:
+            ok = _pump(lambda: window.controller.state is not None
+                       and len(window.controller.state.items) == 5
+                       and window.controller.state.settled)
+            if not ok:
+                raise RuntimeError("the demo items were not recognised in time")
+            # one item corrected by the cashier: shows the "set by hand" style
+            choc = next(i for i in window.controller.state.items if i.sku == "DEMO-010")
+            window.controller.override(choc.track_id, "DEMO-010")
+            for lang in languages:
+                i18n.set_language(app, lang)
+                _pump(lambda: False, 0.3)
+                tag = "zh" if lang.startswith("zh") else "en"
+                files.append(_save(window.grab(), out / f"shopper_{tag}.png"))
+                item = next(i for i in window.controller.state.items
+                            if i.sku in ("DEMO-004", "DEMO-005"))
+                dlg = window.open_correction(item.track_id)
+                _pump(lambda: dlg.isVisible(), 5)
+                _pump(lambda: False, 0.2)
+                files.append(_save(_over(window, dlg), out / f"correction_{tag}.png"))
+                dlg.reject()
+            # staff enrolment with three captured views
+            camera2 = DemoCamera(fps=30, seed=2, script=ENROL_SCENE)
+            window.controller.set_camera(camera2)
+            window.enter_staff()
+            enrol = window.staff_page.enrol
+            seen = []
+            for _ in range(3):
+                _pump(lambda: camera2.phase == "resting" and camera2.truth() not in seen)
+                seen.append(camera2.truth())
+                idx = window.controller.latest_frame().index
+                _pump(lambda: window.controller.latest_frame().index > idx + 1, 5)
+                enrol.capture_view()
+            enrol.name.setText("红牛 250ml")
+            enrol.sku.setText(ENROL_SKU)
+            enrol.price.setText("6.00")
+            _pump(lambda: False, 0.3)
+            for lang in languages:
+                i18n.set_language(app, lang)
+                _pump(lambda: False, 0.3)
+                tag = "zh" if lang.startswith("zh") else "en"
+                files.append(_save(window.grab(), out / f"staff_enrol_{tag}.png"))
+        finally:
+            window.controller.shutdown()
+            window.close()
+            window.deleteLater()
+            from PySide6.QtCore import QEvent
+            from PySide6.QtWidgets import QApplication
+
+            QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+            engine.close()
+            i18n.set_language(app, "zh_CN")
+        return files
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", nargs="?", default=str(Path(__file__).resolve().parents[1] / "docs"
+                                                    / "screenshots"))
+    ap.add_argument("--db", help="catalogue to copy (default: a fresh demo catalogue)")
+    args = ap.parse_args(argv)
+    for path in render_screenshots(args.out, db=args.db):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
