@@ -39,8 +39,7 @@ class PinDialog(QDialog):
             b.clicked.connect(lambda _c=False, k=key: self.press(k))
             grid.addWidget(b, n // 3, n % 3)
             self.keys[key] = b
-        self.keys["K"].setObjectName("PrimaryButton")
-        self.keys["K"].setMinimumHeight(72)
+        self.keys["K"].setObjectName("KeypadOk")
         self.cancel_button = QPushButton()
         self.cancel_button.clicked.connect(self.reject)
         lay = QVBoxLayout(self)

@@ -36,7 +36,10 @@ QPushButton#PrimaryButton { background: #1f6feb; color: white; border: none; fon
 QPushButton#PrimaryButton:disabled { background: #a9c4f5; }
 QPushButton#DangerButton { background: #ffffff; color: #c62828; border: 1px solid #c62828; }
 QPushButton#SmallButton { min-height: 44px; padding: 2px 12px; font-size: %(small)dpt; }
-QPushButton#KeypadButton { min-height: 72px; min-width: 96px; font-size: %(big)dpt; }
+QPushButton#KeypadButton, QPushButton#KeypadOk {
+    min-height: 72px; min-width: 96px; font-size: %(big)dpt;
+}
+QPushButton#KeypadOk { background: #1f6feb; color: white; border: none; font-weight: bold; }
 QLabel#TotalLabel { font-size: %(huge)dpt; font-weight: bold; color: #111; }
 QLabel#TotalCaption { font-size: %(btn)dpt; color: #555; }
 QLabel#Title { font-size: %(big)dpt; font-weight: bold; }
@@ -53,6 +56,9 @@ QLineEdit, QSpinBox, QComboBox {
     border-radius: 8px; background: white;
 }
 QSpinBox::up-button, QSpinBox::down-button { width: 40px; }
+QSpinBox { min-width: 120px; }
+QRadioButton, QCheckBox { font-size: %(btn)dpt; spacing: 12px; }
+QRadioButton::indicator, QCheckBox::indicator { width: 26px; height: 26px; }
 QTableWidget, QListWidget {
     background: white; border: 1px solid #d8dce2; border-radius: 8px; font-size: %(btn)dpt;
     gridline-color: #eceef1;
