@@ -5,6 +5,7 @@ realtime demo camera.  No blind sleeps: every wait is on a condition or a signal
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,16 +13,16 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QEvent, QPoint, Qt  # noqa: E402
-from PySide6.QtTest import QTest  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtCore import QEvent, QPoint, Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 
-from kiosk.demo_camera import DemoCamera  # noqa: E402
-from kiosk.engine import Engine  # noqa: E402
-from kiosk.session import CheckoutSession  # noqa: E402
-from kiosk.settings import Settings, with_changes  # noqa: E402
-from kiosk.ui import i18n  # noqa: E402
-from kiosk.ui.app import KioskParts, build_window, setup_application  # noqa: E402
+from kiosk.demo_camera import DemoCamera
+from kiosk.engine import Engine
+from kiosk.session import CheckoutSession
+from kiosk.settings import Settings, with_changes
+from kiosk.ui import i18n
+from kiosk.ui.app import KioskParts, build_window, setup_application
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 15_000  # ms: generous for a loaded 2-core CI machine; conditions end it early
@@ -245,7 +246,7 @@ def test_staff_pin_enrol_makes_a_new_product_recognised(qtbot, make_kiosk):
                         timeout=WAIT)
         seen.append(cam.truth())
         index = w.controller.latest_frame().index
-        qtbot.waitUntil(lambda: w.controller.latest_frame().index > index + 1, timeout=WAIT)
+        qtbot.waitUntil(lambda i=index: w.controller.latest_frame().index > i + 1, timeout=WAIT)
         assert enrol.capture_view()
     assert enrol.thumbs.count() == 3
     enrol.name.setText("红牛 250ml")
@@ -299,9 +300,6 @@ def test_pin_lockout_shows_the_time_left(qtbot, app):
     from kiosk.ui.pin import PinDialog
 
     now = [1000.0]
-    cat = Catalog(":memory:") if False else None  # noqa: F841 - a real file below
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         cat = Catalog(Path(d) / "c.db")
         auth = StaffAuth(cat, max_attempts=2, lockout_s=30, clock=lambda: now[0])

@@ -123,7 +123,7 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
                 item = next(i for i in window.controller.state.items
                             if i.sku in ("DEMO-004", "DEMO-005"))
                 dlg = window.open_correction(item.track_id)
-                _pump(lambda: dlg.isVisible(), 5)
+                _pump(dlg.isVisible, 5)
                 _pump(lambda: False, 0.2)
                 files.append(_save(_over(window, dlg), out / f"correction_{tag}.png"))
                 dlg.reject()
@@ -137,7 +137,7 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
                 _pump(lambda: camera2.phase == "resting" and camera2.truth() not in seen)
                 seen.append(camera2.truth())
                 idx = window.controller.latest_frame().index
-                _pump(lambda: window.controller.latest_frame().index > idx + 1, 5)
+                _pump(lambda i=idx: window.controller.latest_frame().index > i + 1, 5)
                 enrol.capture_view()
             enrol.name.setText("红牛 250ml")
             enrol.sku.setText(ENROL_SKU)

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtWidgets import QApplication, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from . import i18n
 from .controller import KioskController
@@ -145,7 +152,7 @@ class StartingScreen(QWidget):
                              self.tr("Could not start: %1").replace("%1", self._error))
         self.quit_button.setText(self.tr("Quit"))
 
-    def changeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.LanguageChange:
             self.retranslate()
         super().changeEvent(event)
@@ -189,7 +196,7 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None)
     def started(parts: KioskParts) -> None:
         try:
             window = build_window(parts, settings)
-        except Exception as exc:  # noqa: BLE001 - shown on the starting screen
+        except Exception as exc:
             log.exception("start-up failed")
             splash.fail(str(exc))
             return
@@ -205,7 +212,7 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None)
         if parts is not None:
             try:
                 parts.engine.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("closing the engine")
 
     app.aboutToQuit.connect(shutdown)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -26,7 +27,7 @@ class RecognitionWorker(QObject):
     stateChanged = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, controller: "KioskController") -> None:
+    def __init__(self, controller: KioskController) -> None:
         super().__init__()
         self._controller = controller
         self._stop = threading.Event()
@@ -55,7 +56,7 @@ class RecognitionWorker(QObject):
             last_index = frame.index
             try:
                 state = self._controller.session.process(frame)
-            except Exception as exc:  # noqa: BLE001 - keep recognising; tell the UI once
+            except Exception as exc:
                 log.exception("recognition failed on frame %s", frame.index)
                 if str(exc) != last_error:
                     last_error = str(exc)

@@ -5,8 +5,18 @@ import logging
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import (QDialog, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-                               QListWidgetItem, QMessageBox, QPushButton, QSpinBox, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
 
 from kiosk.money import format_price
 
@@ -92,7 +102,7 @@ class CorrectionDialog(QDialog):
         self.close_button.setText(self.tr("Done"))
         self._update_current()
 
-    def changeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.LanguageChange:
             self.retranslate()
         super().changeEvent(event)
@@ -190,7 +200,7 @@ class CorrectionDialog(QDialog):
     def _on_state(self, _state) -> None:
         self._update_current()
 
-    def done(self, result: int) -> None:  # noqa: D401 - Qt API
+    def done(self, result: int) -> None:
         try:
             self.controller.stateChanged.disconnect(self._on_state)
         except (RuntimeError, TypeError):

@@ -6,8 +6,17 @@ import logging
 import time
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
-                               QPushButton, QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from . import i18n
 from .correction import CorrectionDialog
@@ -27,7 +36,7 @@ class _ActivityFilter(QObject):
         super().__init__()
         self._on_activity = on_activity
 
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+    def eventFilter(self, obj, event) -> bool:
         if event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.KeyPress,
                             QEvent.Type.TouchBegin, QEvent.Type.Wheel):
             self._on_activity()
@@ -128,7 +137,7 @@ class MainWindow(QMainWindow):
         self._update_hint()
         self._update_banner()
 
-    def changeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.LanguageChange:
             self.retranslate()
         super().changeEvent(event)
@@ -283,7 +292,7 @@ class MainWindow(QMainWindow):
             self.leave_staff()
 
     # ------------------------------------------------------------------- close
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event) -> None:
         self.preview_timer.stop()
         self.staff_timer.stop()
         super().closeEvent(event)

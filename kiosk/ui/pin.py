@@ -67,7 +67,7 @@ class PinDialog(QDialog):
         self.cancel_button.setText(self.tr("Cancel"))
         self._show()
 
-    def changeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.LanguageChange:
             self.retranslate()
         super().changeEvent(event)
@@ -81,7 +81,7 @@ class PinDialog(QDialog):
         elif self._message == "mismatch":
             text = self.tr("The two PINs differ: start again.")
         elif self._message == "locked":
-            left = max(0, int(round(self._locked_until() - self.clock())))
+            left = max(0, round(self._locked_until() - self.clock()))
             text = self.tr("Too many wrong PINs: locked for %1 s.").replace("%1", str(left))
         elif self.creating:
             text = self.tr("First use: choose a PIN of %1 to %2 digits.").replace(
@@ -103,7 +103,7 @@ class PinDialog(QDialog):
 
     def _refresh_lock(self) -> None:
         locked = not self.creating and self.locked()
-        for key, b in self.keys.items():
+        for b in self.keys.values():
             b.setEnabled(not locked)
         if locked:
             self._message = "locked"

@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QMarginsF, QSizeF, QTimer
 from PySide6.QtGui import QPageLayout, QPageSize, QTextDocument
-from PySide6.QtWidgets import (QDialog, QFileDialog, QHBoxLayout, QMessageBox, QPushButton,
-                               QTextBrowser, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QMessageBox,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+)
 
 from kiosk.money import format_price
 
@@ -19,11 +26,11 @@ def _local_time(created_at: str | None) -> str:
     if not created_at:
         return datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     try:
-        t = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+        t = datetime.fromisoformat(created_at)
     except ValueError:
         return created_at
     if t.tzinfo is None:  # SQLite CURRENT_TIMESTAMP-style: UTC
-        t = t.replace(tzinfo=timezone.utc)
+        t = t.replace(tzinfo=UTC)
     return t.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -61,7 +68,7 @@ class ReceiptDialog(QDialog):
         self.close_button.setText(self.tr("New checkout"))
         self.view.setHtml(self.html())
 
-    def changeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.LanguageChange:
             self.retranslate()
         super().changeEvent(event)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
 
-_live: set["Task"] = set()  # keep relays alive until they report
+_live: set[Task] = set()  # keep relays alive until they report
 
 
 class Task(QObject):
@@ -25,7 +26,7 @@ class Task(QObject):
         self._fn, self._args, self._kwargs = fn, args, kwargs
         self.finished.connect(self._release)
 
-    def start(self, pool: QThreadPool | None = None) -> "Task":
+    def start(self, pool: QThreadPool | None = None) -> Task:
         _live.add(self)
         task = self
 

@@ -2,7 +2,15 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetricsF,
+    QImage,
+    QPainter,
+    QPainterPath,
+    QPen,
+)
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from kiosk.money import format_price
@@ -42,7 +50,7 @@ class TrayView(QWidget):
         self._placeholder = text
         self.update()
 
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+    def sizeHint(self) -> QSize:
         return QSize(800, 450)
 
     # ------------------------------------------------------------- geometry
@@ -81,7 +89,7 @@ class TrayView(QWidget):
         return (dx * dx + dy * dy) ** 0.5
 
     # ---------------------------------------------------------------- input
-    def mouseReleaseEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def mouseReleaseEvent(self, event) -> None:
         if event.button() == Qt.MouseButton.LeftButton:
             item = self.item_at(event.position())
             if item is not None:
@@ -108,7 +116,7 @@ class TrayView(QWidget):
             return name, price + "  " + self.tr("(cashier)"), style.MANUAL, True
         return name, price, style.RECOGNISED, False
 
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def paintEvent(self, event) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
