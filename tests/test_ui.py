@@ -50,14 +50,15 @@ def make_kiosk(app, qtbot, tmp_path, copy_demo_db, embedder, ui_settings):
     with a realtime scripted demo camera; ``prepare(engine)`` runs before the window opens."""
     made = []
 
-    def make(script, prepare=None, settings=ui_settings):
+    def make(script, prepare=None, settings=ui_settings, settings_path=None):
         db = copy_demo_db(tmp_path / f"store{len(made)}")
         camera = DemoCamera(fps=30, seed=3, script=script)
         engine = Engine.open(db, embedder=embedder, background=camera.background())
         if prepare is not None:
             prepare(engine)
         session = CheckoutSession(engine, settle_ms=150)
-        window = build_window(KioskParts(engine, session, camera, "demo", db), settings)
+        window = build_window(KioskParts(engine, session, camera, "demo", db), settings,
+                              settings_path)
         qtbot.addWidget(window)
         window.resize(1280, 800)
         window.show()
@@ -190,6 +191,13 @@ def test_camera_unplugged_shows_the_banner_and_keeps_the_basket(qtbot, make_kios
     qtbot.waitUntil(lambda: not w.banner_visible(), timeout=WAIT)
     assert receipt_names(w) == [NAME["DEMO-001"]]
     assert w.controller.camera_status == "live"
+    # a frozen picture (the same frame again and again) is reported too, and clears
+    w.frozen_warn_s = 0.3
+    w.camera.freeze(1.5)
+    qtbot.waitUntil(w.banner_visible, timeout=WAIT)
+    assert w.banner.text() == "The camera picture is not changing – please check the camera."
+    qtbot.waitUntil(lambda: not w.banner_visible(), timeout=WAIT)
+    assert receipt_names(w) == [NAME["DEMO-001"]]
 
 
 def test_language_switches_live(qtbot, make_kiosk):
@@ -292,6 +300,33 @@ def test_catalogue_price_deactivate_delete_and_staff_timeout(qtbot, make_kiosk):
     # staff mode closes itself after the idle timeout
     w.staff_session.timeout_s = 0.3
     qtbot.waitUntil(lambda: not w.in_staff_mode, timeout=WAIT)
+
+
+def test_camera_tab_switches_the_camera_and_saves_the_choice(qtbot, make_kiosk, tmp_path,
+                                                             ui_settings):
+    from kiosk.settings import load_settings
+
+    path = tmp_path / "settings.toml"
+    w = make_kiosk([("add", "DEMO-001", 400, 300, 0), ("wait", 60)], settings_path=path)
+    wait_items(qtbot, w, ["DEMO-001"])
+    old = w.controller.camera
+    w.enter_staff()
+    tab = w.staff_page.camera
+    assert tab.demo.isChecked()
+    tab.device.setChecked(True)
+    tab.index.setValue(7)
+    tab.file.setChecked(True)
+    tab.path.setText(str(tmp_path / "no-such-video.mp4"))
+    tab.apply_button.click()  # a source that cannot be opened: told, old camera kept
+    qtbot.waitUntil(lambda: tab.apply_button.isEnabled(), timeout=WAIT)
+    assert tab.message.text().startswith("无法打开摄像头")
+    assert w.controller.camera is old and not path.exists()
+    tab.demo.setChecked(True)
+    tab.apply_button.click()
+    qtbot.waitUntil(lambda: w.controller.camera is not old, timeout=WAIT)
+    assert tab.message.text() == "已切换摄像头。"
+    assert load_settings(path).camera.source == "demo"
+    qtbot.waitUntil(lambda: w.controller.camera_status == "live", timeout=WAIT)
 
 
 def test_pin_lockout_shows_the_time_left(qtbot, app):

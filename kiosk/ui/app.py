@@ -94,14 +94,14 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> Ki
     return KioskParts(engine, session, camera, source, Path(db))
 
 
-def build_window(parts: KioskParts, settings) -> MainWindow:
+def build_window(parts: KioskParts, settings, settings_path=None) -> MainWindow:
     """The controller (threads started) and the shopper window, not yet shown."""
     from kiosk.staff_auth import StaffAuth
 
     controller = KioskController(
         parts.engine, parts.session, parts.camera, db_path=parts.db_path, settings=settings,
         camera_opener=lambda src: open_camera_for(src, settings, parts.engine),
-        camera_source=parts.camera_source)
+        camera_source=parts.camera_source, settings_path=settings_path)
     auth = StaffAuth(parts.engine.catalog,
                      max_attempts=int(_get(settings, "staff.max_pin_attempts", 5)),
                      lockout_s=float(_get(settings, "staff.lockout_s", 30)))
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None)
 
     def started(parts: KioskParts) -> None:
         try:
-            window = build_window(parts, settings)
+            window = build_window(parts, settings, path)
         except Exception as exc:
             log.exception("start-up failed")
             splash.fail(str(exc))

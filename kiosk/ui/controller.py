@@ -90,7 +90,8 @@ class KioskController(QObject):
 
     def __init__(self, engine, session, camera, *, db_path=None, settings=None,
                  camera_opener: Callable[[str], Any] | None = None,
-                 camera_source: str = "demo", parent: QObject | None = None) -> None:
+                 camera_source: str = "demo", settings_path=None,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.engine = engine
         self.session = session
@@ -98,6 +99,7 @@ class KioskController(QObject):
         self.db_path = db_path if db_path is not None else engine.catalog.path
         self.camera_opener = camera_opener
         self.camera_source = camera_source
+        self.settings_path = settings_path  # where a changed camera source is saved
         self.camera = None
         self.capture = None
         self.camera_status = "stopped"
@@ -161,6 +163,16 @@ class KioskController(QObject):
             raise RuntimeError("no camera opener configured")
         camera = self.camera_opener(source)
         self.set_camera(camera, source)
+
+    def remember_camera_source(self, source: str) -> None:
+        """Save ``source`` as the camera of the next start (when settings came from a file)."""
+        if self.settings is None or self.settings_path is None:
+            return
+        from kiosk.settings import save_settings, with_changes
+
+        value = int(source) if str(source).isdigit() else str(source)
+        self.settings = with_changes(self.settings, "camera", source=value)
+        save_settings(self.settings, self.settings_path)
 
     def latest_frame(self):
         capture = self.capture

@@ -66,6 +66,8 @@ class MainWindow(QMainWindow):
         self.last_transaction: int | None = None
         self._camera = (controller.camera_status, controller.camera_message)
         self._error = ""
+        self.frozen_warn_s = 8.0  # warn when the picture has not changed for this long
+        self._frozen = False
 
         # header
         self.store_label = QLabel(objectName="Title")
@@ -162,6 +164,11 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ camera
     def refresh_preview(self) -> None:
+        capture = self.controller.capture
+        frozen = bool(capture is not None and capture.frozen_for > self.frozen_warn_s)
+        if frozen != self._frozen:
+            self._frozen = frozen
+            self._update_banner()
         frame = self.controller.latest_frame()
         if frame is None or frame.index == self.tray.frame_index:
             return
@@ -185,6 +192,11 @@ class MainWindow(QMainWindow):
         if status == "lost":
             self.banner.setText(self.tr("Camera disconnected – reconnecting…"))
             self.banner.setProperty("level", "error")
+            self.banner.show()
+        elif self._frozen and status == "live":
+            self.banner.setText(self.tr("The camera picture is not changing – please check the "
+                                        "camera."))
+            self.banner.setProperty("level", "warn")
             self.banner.show()
         elif self._error:
             self.banner.setText(self.tr("Recognition problem: %1").replace("%1", self._error))

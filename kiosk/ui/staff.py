@@ -597,6 +597,8 @@ class CameraTab(QWidget):
         self.apply_button.setText(self.tr("Use this camera"))
         kind, detail = self._msg
         self.message.setText({"": "", "ok": self.tr("Camera switched."),
+                              "notsaved": self.tr("Camera switched, but not saved in the "
+                                                  "settings: %1"),
                               "opening": self.tr("Opening the camera…"),
                               "error": self.tr("Could not open the camera: %1")}[kind]
                              .replace("%1", detail))
@@ -634,6 +636,11 @@ class CameraTab(QWidget):
         self.apply_button.setEnabled(True)
         self.controller.set_camera(camera, source)
         self._msg = ("ok", "")
+        try:
+            self.controller.remember_camera_source(source)
+        except Exception as exc:  # noqa: BLE001 - switched, but not kept for the next start
+            log.warning("camera source not saved: %s", exc)
+            self._msg = ("notsaved", str(exc))
         self.retranslate()
         self.cameraChanged.emit(source)
 

@@ -48,6 +48,10 @@
         <translation>已切换摄像头。</translation>
     </message>
     <message>
+        <source>Camera switched, but not saved in the settings: %1</source>
+        <translation>已切换摄像头，但未能保存到设置：%1</translation>
+    </message>
+    <message>
         <source>Opening the camera…</source>
         <translation>正在打开摄像头…</translation>
     </message>
@@ -346,6 +350,10 @@
     <message>
         <source>Camera disconnected – reconnecting…</source>
         <translation>摄像头已断开，正在重新连接…</translation>
+    </message>
+    <message>
+        <source>The camera picture is not changing – please check the camera.</source>
+        <translation>摄像头画面没有变化，请检查摄像头。</translation>
     </message>
     <message>
         <source>Recognition problem: %1</source>
