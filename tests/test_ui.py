@@ -143,8 +143,10 @@ def test_tap_opens_candidates_and_a_choice_changes_the_receipt(qtbot, make_kiosk
     assert w.correction is None  # closed after the choice
     item = w.controller.state.items[0]
     assert (item.sku, item.source) == (other, "cashier")
-    # quantity, then remove
-    tap_item(qtbot, w, item)
+    # quantity (opened from the receipt line this time), then remove
+    rect = w.receipt.table.visualItemRect(w.receipt.table.item(0, 0))
+    QTest.mouseClick(w.receipt.table.viewport(), Qt.MouseButton.LeftButton,
+                     Qt.KeyboardModifier.NoModifier, rect.center())
     qtbot.waitUntil(lambda: w.correction is not None, timeout=WAIT)
     w.correction.qty.setValue(3)
     qtbot.waitUntil(lambda: w.receipt.rows() == [(NAME[other], "×3", "¥7.50", "¥22.50")],
@@ -297,6 +299,15 @@ def test_catalogue_price_deactivate_delete_and_staff_timeout(qtbot, make_kiosk):
     assert w.controller.engine.catalog.get_product("DEMO-003") is None
     tab.filter.setText("乐事")
     assert sorted(tab.skus()) == ["DEMO-004", "DEMO-005"]
+    # tray recalibration from the live (empty) tray, saved beside the catalogue
+    from kiosk.engine import background_path_for
+
+    bg = background_path_for(w.controller.db_path)
+    bg.unlink()
+    page.tabs.setCurrentWidget(page.tray)
+    with qtbot.waitSignal(page.tray.calibrated, timeout=WAIT):
+        page.tray.button.click()
+    assert bg.is_file() and page.tray.message.text().startswith("校准完成")
     # staff mode closes itself after the idle timeout
     w.staff_session.timeout_s = 0.3
     qtbot.waitUntil(lambda: not w.in_staff_mode, timeout=WAIT)

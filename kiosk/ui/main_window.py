@@ -93,6 +93,7 @@ class MainWindow(QMainWindow):
         self.receipt = ReceiptPanel()
         self.receipt.setMinimumWidth(430)
         self.receipt.finishClicked.connect(self.finish)
+        self.receipt.lineClicked.connect(self._on_line)
         shopper = QWidget(objectName="ShopperPage")
         left = QVBoxLayout()
         left.addWidget(self.tray, 1)
@@ -233,6 +234,13 @@ class MainWindow(QMainWindow):
         self.correction = dlg
         dlg.open()
         return dlg
+
+    def _on_line(self, sku: str) -> None:
+        """A tapped receipt line opens the correction of (the first) item of that product."""
+        for item in self.controller.state.items if self.controller.state else ():
+            if item.sku == sku:
+                self.open_correction(item.track_id)
+                return
 
     # ------------------------------------------------------------------ finish
     def finish(self) -> int | None:

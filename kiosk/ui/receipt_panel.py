@@ -19,6 +19,7 @@ from kiosk.money import format_price
 
 class ReceiptPanel(QWidget):
     finishClicked = Signal()
+    lineClicked = Signal(str)  # sku of the tapped receipt line
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -33,6 +34,7 @@ class ReceiptPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(52)
         self.table.setWordWrap(False)
+        self.table.cellClicked.connect(self._on_cell)
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for c in (1, 2, 3):
@@ -108,6 +110,12 @@ class ReceiptPanel(QWidget):
         self.notice.setVisible(bool(needs_cashier))
         self.finish_button.setEnabled(bool(lines) and not needs_cashier)
         self._update_count()
+
+    def _on_cell(self, row: int, _col: int) -> None:
+        item = self.table.item(row, 0)
+        sku = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        if sku:
+            self.lineClicked.emit(str(sku))
 
     # for tests and the screenshot tool
     def rows(self) -> list[tuple[str, ...]]:
