@@ -224,6 +224,39 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_split_dev(args) -> int:
+    from .splits import dev_split, write_split
+
+    split = dev_split(Path(args.dataset), seed=args.seed)
+    for name, f in write_split(split, Path(args.out)).items():
+        print(f"{f}: {len(split[name])} images, {len({l for _, l in split[name]})} SKUs")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train import TrainConfig, run_training
+
+    cfg = TrainConfig(inputs=tuple(args.inputs.split(",")), dim=args.dim, margin=args.margin,
+                      epochs=args.epochs, views=args.views, seed=args.seed)
+    queries = dict(q.split("=", 1) if "=" in q else (Path(q).stem, q) for q in args.query)
+    if queries and not args.gallery:
+        raise CliError("--query needs --gallery")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists():
+        raise CliError(f"{out} already exists: choose a new model folder")
+    report = run_training([Path(t) for t in args.train], out, cfg,
+                          gallery_list=Path(args.gallery) if args.gallery else None,
+                          query_lists={k: Path(v) for k, v in queries.items()},
+                          save_neck_to=Path(args.save_neck) if args.save_neck else None,
+                          log_fn=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.json:
+        _print_json(report)
+    else:
+        print(json.dumps({k: v for k, v in report.items() if k != "epochs"}, indent=2,
+                         ensure_ascii=False))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -302,6 +335,29 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("gui", help="start the self-checkout kiosk (the default)")
     s.add_argument("--settings", metavar="TOML", help="settings file (default: DATA_DIR/settings.toml)")
     s.set_defaults(func=run_gui)
+
+    s = sub.add_parser("split-dev", help="honest train/validation lists from the dev photos")
+    s.add_argument("dataset", help="folder with images.csv (e.g. grocerystore-dev)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_split_dev)
+
+    s = sub.add_parser("train", help="train an embedding neck (ArcMargin) and export a model")
+    s.add_argument("--train", action="append", required=True, metavar="LIST",
+                   help="PaddleClas list(s) of labelled training images")
+    s.add_argument("--gallery", metavar="LIST", help="validation gallery")
+    s.add_argument("--query", action="append", default=[], metavar="[NAME=]LIST",
+                   help="validation queries; 'known' calibrates, 'unknown' = not enrolled")
+    s.add_argument("--out", metavar="MODEL_DIR", help="export the trained model here")
+    s.add_argument("--save-neck", metavar="NPZ", help="also save the trained neck alone")
+    s.add_argument("--inputs", default="gap,gem,mid", help="descriptors: gap,gem,mid,low")
+    s.add_argument("--dim", type=int, default=512)
+    s.add_argument("--margin", type=float, default=0.3)
+    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--views", type=int, default=8, help="augmented views per image")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("bench", help="per-stage timings and a 100k-vector gallery")
     s.add_argument("--json", action="store_true")
