@@ -7,6 +7,7 @@ seconds of model loading) open in a worker thread; then the shopper view replace
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +176,25 @@ def setup_application(argv: list[str] | None = None, settings=None) -> QApplicat
     return app
 
 
+# libraries Qt's xcb platform plugin loads that a minimal Debian desktop may lack
+X11_PACKAGES = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4",
+                "xcb-keysyms": "libxcb-keysyms1", "xkbcommon-x11": "libxkbcommon-x11-0",
+                "xcb-render-util": "libxcb-render-util0", "xcb-image": "libxcb-image0",
+                "xcb-shape": "libxcb-shape0", "xcb-randr": "libxcb-randr0", "EGL": "libegl1",
+                "fontconfig": "libfontconfig1"}
+
+
+def missing_x11_libraries() -> list[str]:
+    """The X11 libraries Qt will fail to load (only when it is going to use X11)."""
+    import ctypes.util
+
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if not sys.platform.startswith("linux") or not os.environ.get("DISPLAY") or (
+            platform and not platform.startswith("xcb")):
+        return []
+    return [lib for lib in X11_PACKAGES if ctypes.util.find_library(lib) is None]
+
+
 def main(argv: list[str] | None = None, settings_path: str | Path | None = None) -> int:
     from kiosk.settings import SettingsError, default_settings_path, load_settings
 
@@ -184,6 +204,18 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None)
         settings = load_settings(path)
     except SettingsError as exc:
         print(f"kiosk: error: {exc}", file=sys.stderr)
+        return 2
+    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+        print("kiosk: error: no display found (DISPLAY / WAYLAND_DISPLAY are unset). Start the "
+              "kiosk from the desktop session, or set QT_QPA_PLATFORM=offscreen for a headless "
+              "run; `kiosk recognize` works without a display.", file=sys.stderr)
+        return 2
+    missing = missing_x11_libraries()
+    if missing:
+        print("kiosk: error: Qt's X11 platform needs system libraries that are not installed: "
+              + ", ".join(missing) + ". On Debian: sudo apt-get install "
+              + " ".join(X11_PACKAGES[m] for m in missing), file=sys.stderr)
         return 2
     app = setup_application(argv, settings)
     kiosk_mode = bool(_get(settings, "ui.kiosk_mode", False)
