@@ -224,6 +224,25 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_eval_trays(args) -> int:
+    from .embed import load_embedder
+    from .tray_eval import run_tray_eval
+
+    def progress(stage: str, done: int, total: int) -> None:
+        print(f"\r{stage}: {done}/{total}", end="" if done < total else "\n",
+              file=sys.stderr, flush=True)
+
+    embedder = load_embedder(args.model)
+    report = run_tray_eval(embedder, Path(args.gallery), Path(args.query), n_trays=args.trays,
+                           seed=args.seed, threshold=args.threshold, progress=progress)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        for key, value in report.to_dict().items():
+            print(f"{key:>20}: {value}")
+    return 0
+
+
 def cmd_split_dev(args) -> int:
     from .splits import dev_split, write_split
 
@@ -331,6 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=int, default=5)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("eval-trays", help="checkout accuracy on synthetic trays of query photos")
+    s.add_argument("--gallery", required=True, metavar="LIST", help="photos to enrol")
+    s.add_argument("--query", required=True, metavar="LIST", help="photos to put on the trays")
+    s.add_argument("--trays", type=int, default=50)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--model", help="recognition model folder (default: built-in)")
+    s.add_argument("--threshold", type=float)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_eval_trays)
 
     s = sub.add_parser("gui", help="start the self-checkout kiosk (the default)")
     s.add_argument("--settings", metavar="TOML", help="settings file (default: DATA_DIR/settings.toml)")
