@@ -256,7 +256,7 @@ def cmd_train(args) -> int:
     from .train import TrainConfig, run_training
 
     cfg = TrainConfig(inputs=tuple(args.inputs.split(",")), dim=args.dim, margin=args.margin,
-                      epochs=args.epochs, views=args.views, seed=args.seed)
+                      epochs=args.epochs, views=args.views, seed=args.seed, blend=args.blend)
     queries = dict(q.split("=", 1) if "=" in q else (Path(q).stem, q) for q in args.query)
     if queries and not args.gallery:
         raise CliError("--query needs --gallery")
@@ -266,6 +266,7 @@ def cmd_train(args) -> int:
     report = run_training([Path(t) for t in args.train], out, cfg,
                           gallery_list=Path(args.gallery) if args.gallery else None,
                           query_lists={k: Path(v) for k, v in queries.items()},
+                          threshold=args.threshold,
                           save_neck_to=Path(args.save_neck) if args.save_neck else None,
                           log_fn=lambda m: print(m, file=sys.stderr, flush=True))
     if args.json:
@@ -379,7 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation queries; 'known' calibrates, 'unknown' = not enrolled")
     s.add_argument("--out", metavar="MODEL_DIR", help="export the trained model here")
     s.add_argument("--save-neck", metavar="NPZ", help="also save the trained neck alone")
-    s.add_argument("--inputs", default="gap,gem,mid", help="descriptors: gap,gem,mid,low")
+    s.add_argument("--inputs", default="gap,gem,mid,low", help="descriptors: gap,gem,mid,low")
+    s.add_argument("--blend", type=float, default=1.0,
+                   help="weight of the plain ImageNet descriptor beside the neck (0: neck only)")
+    s.add_argument("--threshold", type=float,
+                   help="use this unknown threshold instead of calibrating one")
     s.add_argument("--dim", type=int, default=512)
     s.add_argument("--margin", type=float, default=0.3)
     s.add_argument("--epochs", type=int, default=30)
