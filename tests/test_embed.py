@@ -194,6 +194,12 @@ def _lite0_input(img_bgr: np.ndarray) -> np.ndarray:
     return ((img - 127.0) / 128.0).transpose(2, 0, 1)[None].astype(np.float32)
 
 
+@pytest.fixture(scope="module")
+def embedder(imagenet_embedder):
+    """This module tests the converted Lite0 model itself (the trained neck: test_train.py)."""
+    return imagenet_embedder
+
+
 def test_dygraph_matches_inference(embedder):
     imgs = [_scene(i, (200 + 13 * i, 260)) for i in range(3)]
     x = np.concatenate([_lite0_input(i) for i in imgs])
@@ -233,7 +239,7 @@ def test_default_embedder_contract(embedder):
 def test_model_id_tracks_params(embedder):
     d = E.ensure_converted()
     assert E.read_model_id(d) == embedder.model_id == f"effnet-lite0-imagenet@{params_digest(d)}"
-    assert load_embedder("default").model_id == embedder.model_id
+    assert load_embedder("imagenet").model_id == embedder.model_id
     assert load_embedder(str(d)).model_id == embedder.model_id
 
 

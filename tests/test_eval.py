@@ -1,5 +1,5 @@
 """Retrieval evaluation (kiosk.evaluate): metrics on hand-made similarities, and the accuracy
-floor of the default model on the shared dev data."""
+floor of the untrained ImageNet model on the shared dev data."""
 from __future__ import annotations
 
 import numpy as np
@@ -90,7 +90,7 @@ DEV_RECALL_AT_1_FLOOR = 0.74  # measured 0.750 (2110 queries, 325 gallery images
 @pytest.mark.shared
 @pytest.mark.slow
 def test_dev_data_recall_floor(dev_eval):
-    """``kiosk eval`` on the shared dev lists with the default model keeps its accuracy."""
+    """``kiosk eval --model imagenet`` on the shared dev lists keeps its accuracy."""
     r = dev_eval
     assert r.n_queries == 2110
     assert r.n_gallery == 325

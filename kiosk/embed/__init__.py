@@ -60,20 +60,27 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 def load_embedder(spec: str | None = None) -> Embedder:
     """Build an embedder from a settings string.
 
-    ``None`` or ``"default"``: EfficientNet-Lite0 (converted on first use into ``models_dir()``).
+    ``None`` or ``"default"``: the shipped model: EfficientNet-Lite0 with the metric-learning
+    neck trained by ``kiosk train`` (``resources/models/kiosk-lite0-arc.npz``), built on first
+    use into ``models_dir()``.
+    ``"imagenet"``: plain EfficientNet-Lite0 ImageNet features.
     A directory path: a PaddleClas-style exported model in that folder.
     """
     from pathlib import Path
 
+    from .paddle import PaddleEmbedder
+
     if spec is None or spec == "default":
+        from ..train import ensure_trained_model, shipped_neck
+
+        if shipped_neck().is_file():
+            return PaddleEmbedder(ensure_trained_model(shipped_neck()))
+        spec = "imagenet"
+    if spec == "imagenet":
         from .effnet_lite import ensure_converted
-        from .paddle import PaddleEmbedder
 
         return PaddleEmbedder(ensure_converted())
     if Path(spec).is_dir():
-        from .paddle import PaddleEmbedder
-
         return PaddleEmbedder(spec)
-    raise ValueError(
-        f"unknown embedder {spec!r}: use 'default' or the folder of an exported PaddleClas model"
-    )
+    raise ValueError(f"unknown embedder {spec!r}: use 'default', 'imagenet' or the folder of "
+                     "an exported PaddleClas model")
