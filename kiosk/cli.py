@@ -278,6 +278,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if getattr(args, "gui", False):
+        from .ui.bench_gui import run_gui_bench
+
+        result = run_gui_bench(progress=lambda msg: print(msg, file=sys.stderr))
+        if args.json:
+            _print_json(result)
+        else:
+            print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0
     from .bench import run_bench
 
     result = run_bench(quick=args.quick, progress=lambda msg: print(msg, file=sys.stderr))
@@ -396,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="per-stage timings and a 100k-vector gallery")
     s.add_argument("--json", action="store_true")
     s.add_argument("--quick", action="store_true", help="10k vectors instead of 100k")
+    s.add_argument("--gui", action="store_true",
+                   help="the real kiosk window offscreen: preview fps, settle-to-receipt "
+                        "latency, GUI-thread stalls")
     s.set_defaults(func=cmd_bench)
     return p
 
