@@ -63,6 +63,14 @@ def _pad(text: str, width: int) -> str:
     return text + " " * max(0, width - cols)
 
 
+def _print_report(report: dict, as_json: bool) -> None:
+    if as_json:
+        _print_json(report)
+    else:
+        for key, value in report.items():
+            print(f"{key:>20}: {value}")
+
+
 def _print_json(obj) -> None:
     print(json.dumps(obj, ensure_ascii=False))
 
@@ -216,11 +224,7 @@ def cmd_eval(args) -> int:
     report = evaluate_lists(embedder, Path(args.gallery), Path(args.query),
                             Decider(k=args.k, threshold=threshold),
                             progress=_progress("embedding"))
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        for key, value in report.to_dict().items():
-            print(f"{key:>20}: {value}")
+    _print_report(report.to_dict(), args.json)
     return 0
 
 
@@ -235,11 +239,7 @@ def cmd_eval_trays(args) -> int:
     embedder = load_embedder(args.model)
     report = run_tray_eval(embedder, Path(args.gallery), Path(args.query), n_trays=args.trays,
                            seed=args.seed, threshold=args.threshold, progress=progress)
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        for key, value in report.to_dict().items():
-            print(f"{key:>20}: {value}")
+    _print_report(report.to_dict(), args.json)
     return 0
 
 
