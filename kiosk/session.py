@@ -406,40 +406,41 @@ class CheckoutSession:
             raise KeyError(f"no item {track_id!r} on the tray")
         return t
 
-    def override(self, track_id: int, sku: str) -> SessionState:
+    def override(self, track_id: int, sku: str, *, role: str = "cashier") -> SessionState:
         """The cashier says item ``track_id`` is product ``sku`` (for as long as it stays on
-        the tray).  Logged as a correction.  Unknown sku: ``ValueError``."""
+        the tray).  Logged as a correction and audited.  Unknown sku: ``ValueError``."""
         with self._lock:
             t = self._track(track_id)
             p = self.engine.lookup_product(sku)
             if p is None:
                 raise ValueError(f"no product with sku {sku!r}")
-            from_sku = t.sku
+            self._corrections.append(  # logged first: nothing changes unless it is logged
+                self.engine.catalog.log_correction(list(t.box), t.sku, p.sku, role=role))
             t.override, t.removed = p.sku, False
-            self._corrections.append(
-                self.engine.catalog.log_correction(list(t.box), from_sku, p.sku))
             return self._restate()
 
-    def remove(self, track_id: int) -> SessionState:
-        """Ignore item ``track_id`` while it stays on the tray (logged)."""
+    def remove(self, track_id: int, *, role: str = "cashier") -> SessionState:
+        """Ignore item ``track_id`` while it stays on the tray (logged and audited)."""
         with self._lock:
             t = self._track(track_id)
-            t.removed = True
             self._corrections.append(
-                self.engine.catalog.log_action("remove", list(t.box), t.sku, None))
+                self.engine.catalog.log_action("remove", list(t.box), t.sku, None, role=role,
+                                               prev_qty=t.qty))
+            t.removed = True
             return self._restate()
 
-    def set_qty(self, track_id: int, qty: int) -> SessionState:
+    def set_qty(self, track_id: int, qty: int, *, role: str = "cashier") -> SessionState:
         """Set how many of item ``track_id`` there are (e.g. a multipack); 0 removes it."""
         if isinstance(qty, bool) or not isinstance(qty, int) or qty < 0:
             raise ValueError(f"quantity must be a whole number >= 0, got {qty!r}")
         if qty == 0:
-            return self.remove(track_id)
+            return self.remove(track_id, role=role)
         with self._lock:
             t = self._track(track_id)
-            t.qty = qty
             self._corrections.append(
-                self.engine.catalog.log_action("qty", list(t.box), t.sku, t.sku, qty=qty))
+                self.engine.catalog.log_action("qty", list(t.box), t.sku, t.sku, qty=qty,
+                                               role=role, prev_qty=t.qty))
+            t.qty = qty
             return self._restate()
 
     def search(self, text: str) -> list["Product"]:
@@ -464,9 +465,11 @@ class CheckoutSession:
             if state.receipt.unpriced:
                 raise ValueError("no price for " + ", ".join(state.receipt.unpriced)
                                  + ": staff must set a price before this can be sold")
-            tx = self.engine.catalog.record_transaction(state.receipt)
-            if self._corrections:
-                self.engine.catalog.link_corrections(self._corrections, tx)
+            catalog = self.engine.catalog
+            with catalog.transaction():  # the sale and its corrections land together
+                tx = catalog.record_transaction(state.receipt)
+                if self._corrections:
+                    catalog.link_corrections(self._corrections, tx)
             self._corrections = []
             for t in self._tracks.values():
                 t.paid = True
