@@ -97,6 +97,8 @@ def cmd_gallery_import(args) -> int:
         raise CliError(f"{src}: no such file or folder")
     entries = scan_folder(src) if src.is_dir() else parse_gallery_list(src)
     products = parse_products_csv(Path(args.products)) if args.products else None
+    if not entries and not products:
+        raise CliError(f"{src}: nothing to import: no images {'found' if src.is_dir() else 'listed'}")
     embedder = load_embedder(args.model)
     db = Path(args.db)
     catalog = Catalog(db)

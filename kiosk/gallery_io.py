@@ -13,6 +13,7 @@ import io
 import os
 import re
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ class GalleryImportError(ValueError):
 
     def __init__(self, errors: Sequence[str], what: str = "import") -> None:
         self.errors = list(errors)
+        if len(self.errors) == 1:  # one problem, one line: it already names file and line
+            super().__init__(self.errors[0])
+            return
         shown = self.errors[:MAX_LISTED_ERRORS]
         more = len(self.errors) - len(shown)
         head = f"{len(self.errors)} problem{'s' if len(self.errors) != 1 else ''} in {what}:"
@@ -86,6 +90,9 @@ def _decoded_lines(path: Path, errors: list[str]) -> list[tuple[int, str]]:
         raise GalleryImportError([f"{path}: cannot read: {e.strerror or e}"], str(path)) from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):  # every line would be garbage
+        raise GalleryImportError([f"{path}:1: not UTF-8 text (UTF-16); save the file as UTF-8"],
+                                 str(path))
     out = []
     for n, raw in enumerate(data.split(b"\n"), 1):
         try:
@@ -157,14 +164,23 @@ def parse_gallery_list(path: str | Path) -> list[GalleryEntry]:
         except ValueError as e:
             errors.append(f"{path}:{n}: bad label: {e}")
             continue
-        image = Path(rel).expanduser()
+        try:
+            image = Path(rel).expanduser()
+        except RuntimeError as e:  # ~user of an unknown user
+            errors.append(f"{path}:{n}: cannot expand {rel!r}: {e}")
+            continue
         image = image if image.is_absolute() else base / image
         image = Path(os.path.normpath(image))
         if image in seen:
             errors.append(f"{path}:{n}: duplicate path {rel} (already on line {seen[image]})")
             continue
         seen[image] = n
-        if not image.is_file():
+        try:
+            found = image.is_file()
+        except OSError as e:  # e.g. a name too long for the file system
+            errors.append(f"{path}:{n}: cannot use path {rel[:80]!r}: {e.strerror or e}")
+            continue
+        if not found:
             errors.append(f"{path}:{n}: file not found: {rel}")
             continue
         entries.append(GalleryEntry(path=image, label=label, line_no=n, source=path))
@@ -256,6 +272,8 @@ def parse_products_csv(path: str | Path) -> dict[str, ProductRow]:
                 problems.append("missing sku")
             if not name:
                 problems.append("missing name")
+            elif any(ord(c) < 32 for c in name):
+                problems.append(f"name {name!r} contains control characters")
             price = None
             if values["price"]:
                 try:
@@ -328,10 +346,69 @@ def _truncation(data: np.ndarray) -> str | None:
     return None
 
 
+#: Images with more pixels than this are refused before decoding (a decoded 20000x20000 photo
+#: would take 1.2 GB); 64 megapixels leave room for any phone photo.
+MAX_IMAGE_PIXELS = 64_000_000
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _header_size(raw: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG, BMP or WebP header without decoding, else None."""
+    try:
+        if raw.startswith(b"\x89PNG\r\n\x1a\n") and raw[12:16] == b"IHDR":
+            return struct.unpack(">II", raw[16:24])
+        if raw.startswith(b"\xff\xd8"):
+            i = 2
+            while i + 4 <= len(raw):
+                if raw[i] != 0xFF:
+                    return None
+                marker = raw[i + 1]
+                if marker == 0xFF:  # fill byte
+                    i += 1
+                    continue
+                if marker in (0x01, *range(0xD0, 0xD8)):  # no length
+                    i += 2
+                    continue
+                if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame
+                    return None
+                length = struct.unpack(">H", raw[i + 2:i + 4])[0]
+                if marker in _JPEG_SOF:
+                    height, width = struct.unpack(">HH", raw[i + 5:i + 9])
+                    return width, height
+                i += 2 + length
+            return None
+        if raw.startswith(b"BM") and len(raw) >= 26:
+            if struct.unpack("<I", raw[14:18])[0] == 12:  # BITMAPCOREHEADER
+                return struct.unpack("<HH", raw[18:22])
+            width, height = struct.unpack("<ii", raw[18:26])
+            return abs(width), abs(height)
+        if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+            kind = raw[12:16]
+            if kind == b"VP8 ":
+                width, height = struct.unpack("<HH", raw[26:30])
+                return width & 0x3FFF, height & 0x3FFF
+            if kind == b"VP8L":
+                bits = int.from_bytes(raw[21:25], "little")
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if kind == b"VP8X":
+                return (int.from_bytes(raw[24:27], "little") + 1,
+                        int.from_bytes(raw[27:30], "little") + 1)
+    except struct.error:  # header cut short: the decoder will say so
+        return None
+    return None
+
+
 def _decode(data: np.ndarray, path: Path) -> np.ndarray:
     why = _truncation(data)
     if why:
         raise ImageError(f"{path}: {why}")
+    size = _header_size(data.tobytes())
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ImageError(
+            f"{path}: image is {size[0]}x{size[1]} pixels, more than the "
+            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels the kiosk accepts; scale it down first"
+        )
     try:
         image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error:

@@ -43,7 +43,10 @@ def _float(lo: float, hi: float) -> Callable[[Any], float]:
     def check(v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"must be a number, got {v!r}")
-        v = float(v)
+        try:
+            v = float(v)
+        except OverflowError:  # an integer too big for a float
+            raise ValueError(f"must be between {lo:g} and {hi:g}, got a number too large") from None
         if not math.isfinite(v) or not lo <= v <= hi:
             raise ValueError(f"must be between {lo:g} and {hi:g}, got {v!r}")
         return v
@@ -211,6 +214,8 @@ def parse_settings(text: str, source: str = "<settings>") -> Settings:
         raise SettingsError(f"{source}: not valid TOML: {e}") from None
     except RecursionError:
         raise SettingsError(f"{source}: not valid TOML: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise SettingsError(f"{source}: not valid TOML: {e}") from None
     return settings_from_dict(data, source)
 
 

@@ -66,8 +66,8 @@ def run_import(db: Path, lst: Path, csv: Path | None, slow_write: bool) -> None:
     if slow_write:  # a slow disk: the write transaction stays open a while, sku by sku
         original = Catalog.add_gallery_images
 
-        def add_gallery_images(self, sku, files, embeddings):
-            ids = original(self, sku, files, embeddings)
+        def add_gallery_images(self, sku, *args, **kwargs):
+            ids = original(self, sku, *args, **kwargs)
             say("ROWS", sku)
             time.sleep(0.1)
             return ids
