@@ -302,15 +302,48 @@ def cmd_bench(args) -> int:
 def run_gui(args) -> int:
     from .ui.app import main as gui_main
 
-    return gui_main(sys.argv[:1], settings_path=getattr(args, "settings", None))
+    return gui_main(sys.argv[:1], settings_path=getattr(args, "settings", None),
+                    fullscreen=bool(getattr(args, "fullscreen", False)))
+
+
+def cmd_self_test(args) -> int:
+    from .selftest import main as self_test
+
+    settings = None
+    try:
+        from .settings import default_settings_path, load_settings
+
+        settings = load_settings(default_settings_path())
+    except Exception as exc:  # noqa: BLE001 - reported, the self-test goes on with defaults
+        print(f"kiosk: warning: settings not used: {exc}", file=sys.stderr)
+    db = None
+    if settings is not None and settings.paths.db:
+        db = settings.db_path()
+    return self_test(db_path=db, as_json=bool(getattr(args, "top_json", False)),
+                     settings=settings)
 
 
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from .paths import default_db_path
 
-    p = argparse.ArgumentParser(prog="kiosk", description="袋鼯麻麻 self-checkout kiosk")
+    from . import __version__
+
+    p = argparse.ArgumentParser(
+        prog="kiosk", description="袋鼯麻麻 self-checkout kiosk (no command: start the kiosk)")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    p.add_argument("--version", action="version", version=f"kiosk {__version__}")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="the store's data folder: catalogue, gallery, index, transactions, "
+                        "settings, logs (default: $KIOSK_DATA_DIR, else "
+                        "$XDG_DATA_HOME/kiosk = ~/.local/share/kiosk)")
+    p.add_argument("--self-test", action="store_true",
+                   help="check models, demo recognition, catalogue, index and Qt headless; "
+                        "exit status 0 = passed")
+    p.add_argument("--json", dest="top_json", action="store_true",
+                   help="with --self-test: the report as one JSON object")
+    p.add_argument("--fullscreen", action="store_true",
+                   help="start the kiosk full screen (as ui.fullscreen = true)")
     sub = p.add_subparsers(dest="command")
 
     s = sub.add_parser("setup", help="convert the models and build the demo catalogue")
@@ -375,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("gui", help="start the self-checkout kiosk (the default)")
     s.add_argument("--settings", metavar="TOML", help="settings file (default: DATA_DIR/settings.toml)")
+    s.add_argument("--fullscreen", action="store_true", default=argparse.SUPPRESS,
+                   help="start full screen (as ui.fullscreen = true)")
     s.set_defaults(func=run_gui)
 
     s = sub.add_parser("split-dev", help="honest train/validation lists from the dev photos")
@@ -414,11 +449,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _early_data_dir(argv: list[str]) -> None:
+    """Apply ``--data-dir`` before the parser is built (its defaults live in the data folder)."""
+    for n, arg in enumerate(argv):
+        if arg == "--":
+            return
+        if arg.startswith("--data-dir="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--data-dir" and n + 1 < len(argv):
+            value = argv[n + 1]
+        else:
+            continue
+        if not value:
+            raise CliError("--data-dir needs a folder")
+        os.environ["KIOSK_DATA_DIR"] = str(Path(value).expanduser().resolve())
+        return
+
+
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # everything the kiosk writes (catalogue, pictures, backups) is owner-only
+    from .logs import setup_logging
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _early_data_dir(argv)
+    except CliError as exc:
+        print(f"kiosk: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
+    if args.self_test:
+        return cmd_self_test(args)
     if not getattr(args, "func", None):
         return run_gui(args)  # plain ``kiosk``: the kiosk itself
     try:

@@ -34,10 +34,19 @@ def import_paddle():
     """Import and return ``paddle`` with its start-up chatter silenced."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("FLAGS_minloglevel", "2")
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*No ccache found.*")
         import paddle  # noqa: WPS433
         import paddle.inference  # noqa: F401
+    # Importing paddle adds its own stderr handler to the root logger (and lowers its level to
+    # INFO), which would print every INFO line of every library twice: undo that, the kiosk's
+    # logging is set up by kiosk.logs.
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
     return paddle
 
 

@@ -200,10 +200,12 @@ def missing_x11_libraries() -> list[str]:
     return [lib for lib in X11_PACKAGES if ctypes.util.find_library(lib) is None]
 
 
-def main(argv: list[str] | None = None, settings_path: str | Path | None = None) -> int:
+def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
+         fullscreen: bool = False) -> int:
     from kiosk.settings import SettingsError, default_settings_path, load_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not logging.getLogger().handlers:  # started without the ``kiosk`` command
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     path = Path(settings_path) if settings_path else default_settings_path()
     try:
         settings = load_settings(path)
@@ -222,8 +224,12 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None)
               + ", ".join(missing) + ". On Debian: sudo apt-get install "
               + " ".join(X11_PACKAGES[m] for m in missing), file=sys.stderr)
         return 2
+    from kiosk import __version__
+    from kiosk.paths import data_dir
+
+    log.info("kiosk %s starting: data folder %s, settings %s", __version__, data_dir(), path)
     app = setup_application(argv, settings)
-    kiosk_mode = bool(_get(settings, "ui.kiosk_mode", False)
+    kiosk_mode = bool(fullscreen or _get(settings, "ui.kiosk_mode", False)
                       or _get(settings, "ui.fullscreen", False))
     splash = StartingScreen()
     splash.quit.connect(app.quit)
@@ -238,6 +244,8 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None)
             splash.fail(str(exc))
             return
         holder["window"], holder["parts"] = window, parts
+        log.info("kiosk ready: camera %s, catalogue %s, model %s", parts.camera_source,
+                 parts.db_path, getattr(parts.engine.embedder, "model_id", "?"))
         window.showFullScreen() if kiosk_mode else window.resize(1280, 800) or window.show()
         splash.close()
 
