@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -148,11 +149,39 @@ def _m003_correction_actions(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m004_audit(db: sqlite_utils.Database) -> None:
+    """The audit log: who changed what, when, with the values before and after (JSON).
+    Append-only in the database itself: triggers refuse every UPDATE and DELETE."""
+    db.executescript(
+        f"""
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            time TEXT NOT NULL DEFAULT ({_NOW}),
+            role TEXT NOT NULL CHECK (length(trim(role)) > 0),
+            action TEXT NOT NULL CHECK (length(trim(action)) > 0),
+            subject TEXT,
+            before TEXT,
+            after TEXT,
+            detail TEXT
+        );
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN
+            SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be changed');
+        END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN
+            SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be deleted');
+        END;
+        """
+    )
+
+
 #: Migration i (1-based) brings the schema from version i-1 to version i.  Only ever append.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_initial,
     _m002_staff_auth,
     _m003_correction_actions,
+    _m004_audit,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -219,6 +248,45 @@ def _row_to_product(row: Mapping[str, Any]) -> Product:
 _KEEP: Any = object()
 
 
+def restrict_db_files(path: str | Path) -> None:
+    """Owner-only access (0600) to the database at ``path`` and its -wal/-shm/-journal files.
+
+    A missing database is created empty with mode 0600 first: SQLite gives the -wal and -shm
+    files it creates later the mode of the database file.  Files of another owner are left alone.
+    """
+    path = Path(path)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    for f in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+        try:
+            if f.stat().st_mode & 0o077:
+                os.chmod(f, 0o600)
+        except (FileNotFoundError, PermissionError):
+            pass
+
+#: Who made a change, as written in the audit log: the cashier's correction panel, staff mode,
+#: the command line, or the kiosk itself (migrations, re-embedding, demo set-up).
+AUDIT_ROLES = ("cashier", "staff", "cli", "system")
+
+
+def _check_role(role: object) -> str:
+    if role not in AUDIT_ROLES:
+        raise ValueError(f"audit role must be one of {', '.join(AUDIT_ROLES)}; got {role!r}")
+    return role  # type: ignore[return-value]
+
+
+def product_dict(p: Product) -> dict[str, Any]:
+    """A product as plain JSON-able data (as the audit log stores it)."""
+    return {"sku": p.sku, "name": p.name, "price": p.price, "currency": p.currency,
+            "barcode": p.barcode, "active": p.active}
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -228,6 +296,7 @@ class Catalog:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        restrict_db_files(self.path)
         conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
         self._lock = threading.RLock()
         try:
@@ -325,8 +394,10 @@ class Catalog:
         currency: str = DEFAULT_CURRENCY,
         barcode: str | None = None,
         active: bool = True,
+        role: str = "system",
     ) -> Product:
-        """Insert a new product; ``ValueError`` if the sku or barcode is already taken."""
+        """Insert a new product; ``ValueError`` if the sku or barcode is already taken.
+        Audited as ``product_add`` by ``role``."""
         product = Product(
             sku=check_sku(sku),
             name=_check_text(name, "name"),
@@ -343,6 +414,7 @@ class Catalog:
                 "INSERT INTO products (sku, name, price, currency, barcode, active) VALUES (?, ?, ?, ?, ?, ?)",
                 (product.sku, product.name, product.price, product.currency, product.barcode, int(product.active)),
             )
+            self.audit("product_add", product.sku, role=role, after=product_dict(product))
         return product
 
     def upsert_product(
@@ -354,10 +426,12 @@ class Catalog:
         currency: str = _KEEP,
         barcode: str | None = _KEEP,
         active: bool = _KEEP,
+        role: str = "system",
     ) -> Product:
         """Create the product, or update the fields given (fields left out keep their values).
 
-        Creating needs at least ``name``; a new product without a price is unpriced.
+        Creating needs at least ``name``; a new product without a price is unpriced.  Audited
+        by ``role``: ``product_add``, or ``price`` / ``product_update`` with the changed fields.
         """
         sku = check_sku(sku)
         with self.transaction():
@@ -372,6 +446,7 @@ class Catalog:
                     currency=DEFAULT_CURRENCY if currency is _KEEP else currency,
                     barcode=None if barcode is _KEEP else barcode,
                     active=True if active is _KEEP else active,
+                    role=role,
                 )
             new = Product(
                 sku=sku,
@@ -388,6 +463,11 @@ class Catalog:
                     f"updated_at = {_NOW} WHERE sku = ?",
                     (new.name, new.price, new.currency, new.barcode, int(new.active), sku),
                 )
+                before, after = product_dict(old), product_dict(new)
+                changed = sorted(k for k in before if before[k] != after[k])
+                self.audit("price" if changed == ["price"] else "product_update", sku, role=role,
+                           before={k: before[k] for k in changed},
+                           after={k: after[k] for k in changed})
             return new
 
     def _check_barcode_free(self, barcode: str | None, sku: str) -> None:
@@ -439,25 +519,45 @@ class Catalog:
     def unpriced_products(self, active_only: bool = True) -> list[Product]:
         return [p for p in self.list_products(active_only) if p.price is None]
 
-    def set_price(self, sku: str, fen: int | None) -> None:
-        """Set the price in fen (None = unpriced)."""
+    def set_price(self, sku: str, fen: int | None, *, role: str = "system") -> None:
+        """Set the price in fen (None = unpriced); audited as ``price`` (before/after) by ``role``."""
         fen = _check_price(fen)
+        _check_role(role)
         with self.transaction():
-            self._require(sku)
+            old = self.get_product(sku)
+            if old is None:
+                raise UnknownProductError(sku)
             self.conn.execute(f"UPDATE products SET price = ?, updated_at = {_NOW} WHERE sku = ?", (fen, sku))
+            if old.price != fen:
+                self.audit("price", sku, role=role, before={"price": old.price, "currency": old.currency},
+                           after={"price": fen, "currency": old.currency})
 
-    def set_active(self, sku: str, active: bool) -> None:
+    def set_active(self, sku: str, active: bool, *, role: str = "system") -> None:
+        """Put on sale / take off sale; audited as ``activate`` / ``deactivate`` by ``role``."""
+        active = bool(active)
+        _check_role(role)
         with self.transaction():
-            self._require(sku)
+            old = self.get_product(sku)
+            if old is None:
+                raise UnknownProductError(sku)
             self.conn.execute(
-                f"UPDATE products SET active = ?, updated_at = {_NOW} WHERE sku = ?", (int(bool(active)), sku)
+                f"UPDATE products SET active = ?, updated_at = {_NOW} WHERE sku = ?", (int(active), sku)
             )
+            if old.active != active:
+                self.audit("activate" if active else "deactivate", sku, role=role,
+                           before={"active": old.active}, after={"active": active})
 
-    def delete_product(self, sku: str) -> None:
-        """Delete the product and (by cascade) its gallery images.  Past receipts are kept."""
+    def delete_product(self, sku: str, *, role: str = "system") -> None:
+        """Delete the product and (by cascade) its gallery images.  Past receipts are kept.
+        Audited as ``product_delete`` with the product row (and its image count) as before."""
+        _check_role(role)
         with self.transaction():
-            self._require(sku)
+            old = self.get_product(sku)
+            if old is None:
+                raise UnknownProductError(sku)
+            images = self._rows("SELECT COUNT(*) FROM gallery_images WHERE sku = ?", (sku,))[0][0]
             self.conn.execute("DELETE FROM products WHERE sku = ?", (sku,))
+            self.audit("product_delete", sku, role=role, before={**product_dict(old), "images": images})
 
     # -- gallery ------------------------------------------------------------------------------
 
@@ -466,8 +566,19 @@ class Catalog:
         rows = self._rows("SELECT dim FROM gallery_images WHERE model_id = ? LIMIT 1", (model_id,))
         return rows[0][0] if rows else None
 
-    def add_gallery_images(self, sku: str, files: Sequence[str | Path], embeddings: Embeddings) -> list[int]:
-        """Store one embedding per file for ``sku``; returns the new row ids, in order."""
+    def add_gallery_images(
+        self,
+        sku: str,
+        files: Sequence[str | Path],
+        embeddings: Embeddings,
+        *,
+        role: str = "system",
+        audit_action: str | None = "gallery_add",
+    ) -> list[int]:
+        """Store one embedding per file for ``sku``; returns the new row ids, in order.
+
+        Audited as ``audit_action`` (e.g. ``enrol``; None: not audited, for a caller that
+        writes its own summary row) by ``role``, with the number of images."""
         files = [str(f) for f in files]
         if len(files) != len(embeddings):
             raise ValueError(f"{len(files)} files but {len(embeddings)} embeddings")
@@ -502,6 +613,9 @@ class Catalog:
                         f"{file} is already in the gallery of {sku!r} for model {embeddings.model_id!r}"
                     ) from e
                 ids.append(cur.lastrowid)
+            if audit_action is not None:
+                self.audit(audit_action, sku, role=role, after={"images": len(ids)},
+                           detail=embeddings.model_id)
         return ids
 
     def remove_gallery_images(self, ids: Iterable[int]) -> int:
@@ -674,13 +788,20 @@ class Catalog:
         from_sku: str | None,
         to_sku: str | None,
         transaction_id: int | None = None,
+        *,
+        role: str = "cashier",
     ) -> int:
-        """Log a staff/customer correction of a recognised item (``box`` is stored as JSON)."""
+        """Log a staff/customer correction of a recognised item (``box`` is stored as JSON);
+        audited as ``override`` by ``role``."""
+        _check_role(role)
         with self.transaction():
-            return self.conn.execute(
+            row = self.conn.execute(
                 "INSERT INTO corrections (transaction_id, box, from_sku, to_sku) VALUES (?, ?, ?, ?)",
                 (transaction_id, json.dumps(box), from_sku, to_sku),
             ).lastrowid
+            self.audit("override", to_sku or from_sku, role=role, before={"sku": from_sku},
+                       after={"sku": to_sku}, detail=json.dumps({"box": box, "correction": row}))
+            return row
 
     def log_action(
         self,
@@ -690,15 +811,25 @@ class Catalog:
         to_sku: str | None,
         qty: int | None = None,
         transaction_id: int | None = None,
+        *,
+        role: str = "cashier",
+        prev_qty: int | None = None,
     ) -> int:
-        """Log a cashier action other than a plain sku correction ('remove', 'qty', ...)."""
+        """Log a cashier action other than a plain sku correction ('remove', 'qty', ...);
+        audited as ``action`` by ``role`` (``prev_qty``: the quantity before, for the log)."""
         _check_text(action, "action")
+        _check_role(role)
         with self.transaction():
-            return self.conn.execute(
+            row = self.conn.execute(
                 "INSERT INTO corrections (transaction_id, box, from_sku, to_sku, action, qty) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (transaction_id, json.dumps(box), from_sku, to_sku, action, qty),
             ).lastrowid
+            before = {"sku": from_sku} if prev_qty is None else {"sku": from_sku, "qty": prev_qty}
+            after = None if to_sku is None and qty is None else {"sku": to_sku, "qty": qty}
+            self.audit(action, from_sku or to_sku, role=role, before=before, after=after,
+                       detail=json.dumps({"box": box, "correction": row}))
+            return row
 
     def link_corrections(self, ids: Iterable[int], transaction_id: int) -> None:
         """Attach logged corrections to the transaction they belong to."""
@@ -730,6 +861,43 @@ class Catalog:
                 self.conn.execute(
                     f"UPDATE staff_auth SET {sets}, updated_at = {_NOW} WHERE id = 1", list(fields.values())
                 )
+
+    # -- audit log ----------------------------------------------------------------------------
+
+    def audit(
+        self,
+        action: str,
+        subject: str | None = None,
+        *,
+        role: str,
+        before: Any = None,
+        after: Any = None,
+        detail: str | None = None,
+    ) -> int:
+        """Append one row to the audit log (``before``/``after`` stored as JSON); returns its id.
+
+        Called inside the transaction of the change it records, so both land or neither does.
+        Never pass secrets: the log is shown in staff mode and copied into backups."""
+        _check_text(action, "action")
+        _check_role(role)
+        with self.transaction():
+            return self.conn.execute(
+                "INSERT INTO audit (role, action, subject, before, after, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (role, action, subject, _json(before), _json(after), detail),
+            ).lastrowid
+
+    def audit_log(self, limit: int | None = 500, *, action: str | None = None) -> list[dict[str, Any]]:
+        """Audit rows, newest first (``before``/``after`` decoded from JSON)."""
+        where, params = ("WHERE action = ?", [action]) if action is not None else ("", [])
+        sql = f"SELECT * FROM audit {where} ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = self._query(sql, params)
+        for r in rows:
+            for key in ("before", "after"):
+                r[key] = json.loads(r[key]) if r[key] is not None else None
+        return rows
 
     def corrections(self) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM corrections ORDER BY id")

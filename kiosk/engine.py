@@ -147,10 +147,13 @@ class Engine:
             emb = self.embedder.embed([load_image(Path(f)) for _, f in chunk])
             with self.catalog.transaction():
                 for (sku, f), vec in zip(chunk, emb.vectors):
-                    self.catalog.add_gallery_images(sku, [f], Embeddings(vec[None], model))
+                    self.catalog.add_gallery_images(sku, [f], Embeddings(vec[None], model),
+                                                    audit_action=None)
         with self.catalog.transaction():
             for old in stale:
                 self.catalog.remove_model(old)
+            self.catalog.audit("reembed", None, role="system", before=stale,
+                               after={model: len(todo)})
         return len(todo)
 
     def product(self, sku: str | None) -> Product | None:
@@ -244,11 +247,14 @@ class Engine:
 
     # --------------------------------------------------------- gallery edits
     def add_images(self, sku: str, images: Sequence[np.ndarray],
-                   files: Sequence[str | Path]) -> list[int]:
-        """Embed and store gallery images for an existing product; searchable at once."""
+                   files: Sequence[str | Path], *, role: str = "system",
+                   audit_action: str = "gallery_add") -> list[int]:
+        """Embed and store gallery images for an existing product; searchable at once.
+        Audited as ``audit_action`` by ``role`` (see :data:`kiosk.catalog.AUDIT_ROLES`)."""
         emb = self.embedder.embed(list(images))
         with self._lock:
-            ids = self.catalog.add_gallery_images(sku, [str(f) for f in files], emb)
+            ids = self.catalog.add_gallery_images(sku, [str(f) for f in files], emb, role=role,
+                                                  audit_action=audit_action)
             product = self.catalog.get_product(sku)
             self._products[sku] = product
             if product.active:
@@ -257,8 +263,8 @@ class Engine:
                 self._ids_of.setdefault(sku, []).extend(ids)
         return ids
 
-    def enrol(self, sku: str, frames: Sequence[np.ndarray], gallery_dir: Path | None = None
-              ) -> list[int]:
+    def enrol(self, sku: str, frames: Sequence[np.ndarray], gallery_dir: Path | None = None,
+              *, role: str = "system") -> list[int]:
         """Add views of ``sku`` from tray photos with that product alone on the tray.
 
         Each frame is segmented like a checkout frame, the largest item is cut out and turned
@@ -273,10 +279,10 @@ class Engine:
                 raise ValueError(f"view {n + 1}: no item found on the tray")
             i = dets.largest()
             crops.append(dets.crops(frame)[i])
-        return self.add_crops(sku, crops, gallery_dir)
+        return self.add_crops(sku, crops, gallery_dir, role=role)
 
     def add_crops(self, sku: str, crops: Sequence[np.ndarray], gallery_dir: Path | None = None,
-                  half_turns: bool = True) -> list[int]:
+                  half_turns: bool = True, *, role: str = "system") -> list[int]:
         """Store upright item crops as gallery images of ``sku`` (files named by content hash).
 
         An upright crop is only defined up to a half turn (a can lies either way round), so by
@@ -302,18 +308,18 @@ class Engine:
                     path.write_bytes(buf.tobytes())
                     written.append(path)
                 files.append(path)
-            return self.add_images(sku, crops, files)
+            return self.add_images(sku, crops, files, role=role, audit_action="enrol")
         except BaseException:
             for path in written:  # nothing half-done: no orphan files
                 path.unlink(missing_ok=True)
             raise
 
-    def remove_product(self, sku: str) -> int:
-        """Delete a product and its gallery rows; it stops matching at once."""
+    def remove_product(self, sku: str, *, role: str = "system") -> int:
+        """Delete a product and its gallery rows; it stops matching at once (audited)."""
         with self._lock:
             if self.catalog.get_product(sku) is None:
                 raise KeyError(f"no product with SKU {sku!r}")
-            self.catalog.delete_product(sku)
+            self.catalog.delete_product(sku, role=role)
             ids = self._ids_of.pop(sku, [])
             self.index.remove(ids)
             for i in ids:
@@ -321,14 +327,14 @@ class Engine:
             self._products.pop(sku, None)
         return len(ids)
 
-    def set_price(self, sku: str, fen: int | None) -> None:
+    def set_price(self, sku: str, fen: int | None, *, role: str = "system") -> None:
         with self._lock:
-            self.catalog.set_price(sku, fen)
+            self.catalog.set_price(sku, fen, role=role)
             self._products[sku] = self.catalog.get_product(sku)
 
-    def set_active(self, sku: str, active: bool) -> None:
+    def set_active(self, sku: str, active: bool, *, role: str = "system") -> None:
         with self._lock:
-            self.catalog.set_active(sku, active)
+            self.catalog.set_active(sku, active, role=role)
             ids, _ = self.catalog.gallery_ids(self.embedder.model_id)
             self.index.set_live(ids)
             missing = ids[~np.isin(ids, self.index.ids())]

@@ -483,6 +483,7 @@ def import_gallery(
     *,
     batch_size: int = 32,
     progress: Progress | None = None,
+    role: str = "system",
 ) -> ImportReport:
     """Import gallery images (and product rows) into ``catalog``; all or nothing.
 
@@ -497,6 +498,9 @@ def import_gallery(
     where given; a barcode may move from one product of the import to another).
     Images already in the gallery for this sku and model are skipped.  Any problem raises
     (:class:`GalleryImportError` for bad input) and leaves the catalogue and ``copy_to`` as they were.
+
+    Audited by ``role`` in the same transaction: each product created or changed (price
+    changes with the price before and after) and one ``gallery_import`` row with the counts.
     """
     entries = list(entries)
     products = dict(products or {})
@@ -601,7 +605,7 @@ def import_gallery(
             claimed = {row.barcode: sku for sku, row in products.items() if row.barcode is not None}
             for sku, old in existing.items():
                 if claimed.get(old.barcode, sku) != sku:
-                    catalog.upsert_product(sku, barcode=None)
+                    catalog.upsert_product(sku, barcode=None, role=role)
             for sku, row in products.items():
                 # an empty price or barcode keeps what the catalogue has (new products: unpriced)
                 fields = dict(name=row.name, currency=row.currency)
@@ -610,7 +614,7 @@ def import_gallery(
                 if row.barcode is not None:
                     fields["barcode"] = row.barcode
                 old = existing.get(sku)
-                new = catalog.upsert_product(sku, **fields)
+                new = catalog.upsert_product(sku, **fields, role=role)
                 if old is None:
                     report.products_created.append(sku)
                 elif new != old:
@@ -620,14 +624,22 @@ def import_gallery(
                 by_sku.setdefault(p.entry.label, []).append(idx)
             for sku, idxs in by_sku.items():
                 if sku not in products and sku not in existing:
-                    catalog.add_product(sku, sku, None)
+                    catalog.add_product(sku, sku, None, role=role)
                     report.products_created.append(sku)
                 report.gallery_ids += catalog.add_gallery_images(
-                    sku, [planned[i].stored for i in idxs], Embeddings(vectors[idxs], model_id)
+                    sku, [planned[i].stored for i in idxs], Embeddings(vectors[idxs], model_id),
+                    audit_action=None,  # one gallery_import row below says it all
                 )
             touched = set(products) | {e.label for e in entries}
             report.unpriced = sorted(
                 sku for sku, prod in catalog.get_products(touched).items() if prod.price is None
+            )
+            catalog.audit(
+                "gallery_import", None, role=role, detail=model_id,
+                after={"images": len(report.gallery_ids), "skipped": skipped,
+                       "products_created": len(report.products_created),
+                       "products_updated": len(report.products_updated),
+                       "skus": sorted({planned[i].entry.label for i in range(len(planned))})[:50]},
             )
         report.images_added = len(report.gallery_ids)
         tick("write", len(planned), len(planned))

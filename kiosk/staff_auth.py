@@ -66,14 +66,19 @@ class StaffAuth:
         """First run: no PIN yet, staff mode must ask for a new one."""
         return not self.has_pin()
 
-    def set_pin(self, pin: str) -> None:
-        """Set (or change) the PIN; clears failures and lockouts."""
+    def set_pin(self, pin: str, *, role: str = "staff") -> None:
+        """Set (or change) the PIN; clears failures and lockouts.  Audited as ``pin_set`` by
+        ``role`` -- that it was set or changed, never the PIN or its hash."""
         pin = check_pin(pin)
         salt = os.urandom(16)
         params = dict(SCRYPT_PARAMS)
         digest = _hash(pin, salt, params)
-        self.store.put_staff_auth(pin_hash=digest, salt=salt, params=json.dumps(params),
-                                  failures=0, lockouts=0, locked_until=0)
+        with self.store.transaction():
+            had = self.has_pin()
+            self.store.put_staff_auth(pin_hash=digest, salt=salt, params=json.dumps(params),
+                                      failures=0, lockouts=0, locked_until=0)
+            self.store.audit("pin_set", "staff PIN", role=role, before={"pin_set": had},
+                             after={"pin_set": True})
 
     def locked_until(self, now: float | None = None) -> float | None:
         """When the lockout ends (clock seconds), or None when not locked at ``now``."""
@@ -113,6 +118,9 @@ class StaffAuth:
                 lockouts += 1
                 until = now + min(self.lockout_s * 2 ** (lockouts - 1), MAX_LOCKOUT_S)
                 failures = 0
+                self.store.audit("pin_lockout", "staff PIN", role="system",
+                                 after={"lockouts": lockouts, "locked_for_s": round(until - now)},
+                                 detail=f"{self.max_attempts} wrong PINs in a row")
             self.store.put_staff_auth(failures=failures, lockouts=lockouts, locked_until=until)
             return False
 

@@ -488,11 +488,11 @@ def test_failure_while_writing_rolls_back_db_and_copies(tmp_path, gallery, cat, 
     original = Catalog.add_gallery_images
     calls = []
 
-    def flaky(self, sku, files, embeddings):
+    def flaky(self, sku, files, embeddings, **kw):
         calls.append(sku)
         if len(calls) == 3:
             raise OSError("disk full")
-        return original(self, sku, files, embeddings)
+        return original(self, sku, files, embeddings, **kw)
 
     monkeypatch.setattr(Catalog, "add_gallery_images", flaky)
     with pytest.raises(OSError, match="disk full"):
