@@ -105,7 +105,7 @@ def cmd_gallery_import(args) -> int:
     copy_to = None if args.no_copy else db.parent / "gallery"
     show = _progress("import")
     try:
-        report = import_gallery(catalog, entries, products, embedder, copy_to=copy_to,
+        report = import_gallery(catalog, entries, products, embedder, copy_to=copy_to, role="cli",
                                 progress=(lambda stage, done, total: show(done, total)) if show else None)
     finally:  # also on a refused import: no connection left open
         catalog.close()
@@ -132,12 +132,12 @@ def cmd_gallery_add(args) -> int:
                     raise CliError(f"new product {args.sku!r}: --name is required")
                 cat.add_product(args.sku, args.name,
                                 price=parse_price(args.price) if args.price else None,
-                                barcode=args.barcode)
+                                barcode=args.barcode, role="cli")
             if args.tray:  # photos of the product alone on the tray: cut out like items
-                ids = engine.enrol(args.sku, images)
+                ids = engine.enrol(args.sku, images, role="cli")
             else:
                 ids = engine.add_images(args.sku, images,
-                                        [str(Path(p).resolve()) for p in args.images])
+                                        [str(Path(p).resolve()) for p in args.images], role="cli")
         print(f"{args.sku}: {len(ids)} gallery image(s) added")
     finally:
         engine.close()
@@ -149,7 +149,7 @@ def cmd_gallery_remove(args) -> int:
 
     engine = Engine.open(Path(args.db))
     try:
-        n = engine.remove_product(args.sku)
+        n = engine.remove_product(args.sku, role="cli")
     except KeyError as exc:
         raise CliError(str(exc.args[0])) from None
     finally:
@@ -176,6 +176,49 @@ def cmd_gallery_list(args) -> int:
         price = format_price(r["price"], r["currency"]) if r["price"] is not None else "unpriced"
         flag = "" if r["active"] else "  (inactive)"
         print(f"{r['sku']:<24} {_pad(r['name'], 28)} {price:>10} {r['images']:>4} images{flag}")
+    return 0
+
+
+def cmd_backup(args) -> int:
+    from .backup import BackupError, backup
+
+    try:
+        manifest = backup(Path(args.db), Path(args.dest), role="cli")
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        _print_json({k: manifest[k] for k in ("created_at", "schema_version", "counts")}
+                    | {"dest": args.dest, "files": len(manifest["files"]),
+                       "external": len(manifest["external"]), "missing": len(manifest["missing"])})
+        return 0
+    counts = manifest["counts"]
+    print(f"backup written to {args.dest}: {counts.get('products', 0)} products, "
+          f"{counts.get('transactions', 0)} sales, {len(manifest['files'])} files")
+    if manifest["external"]:
+        print(f"  {len(manifest['external'])} gallery image(s) outside the data folder were not "
+              "copied (they stay where they are)")
+    if manifest["missing"]:
+        print(f"  warning: {len(manifest['missing'])} gallery image(s) were missing", file=sys.stderr)
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from .backup import BackupError, restore
+
+    try:
+        report = restore(Path(args.src), Path(args.db), role="cli")
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        _print_json(report)
+        return 0
+    counts = report["counts"]
+    print(f"restored {args.src} (made {report['created_at']}) into {args.db}: "
+          f"{counts.get('products', 0)} products, {counts.get('transactions', 0)} sales, "
+          f"{report['files']} files")
+    if report["previous"]:
+        print(f"  the previous catalogue is kept at {report['previous']}")
+    print("  the vector index is rebuilt from the stored embeddings at the next start")
     return 0
 
 
@@ -379,6 +422,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--db", default=db_default)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_gallery_list)
+
+    s = sub.add_parser("backup", help="back up the catalogue, sales and pictures (safe while "
+                                      "the kiosk runs)")
+    s.add_argument("--db", default=db_default)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("dest", metavar="DEST", help="a new folder, or a .tar, .tar.gz or .zip file")
+    s.set_defaults(func=cmd_backup)
+    s = sub.add_parser("restore", help="check a backup, then replace the catalogue with it "
+                                       "(close the kiosk first)")
+    s.add_argument("--db", default=db_default)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("src", metavar="SRC", help="a backup folder or archive")
+    s.set_defaults(func=cmd_restore)
 
     s = sub.add_parser("recognize", help="recognise the items on tray images")
     s.add_argument("--db", help="catalogue (default: the store's, else the demo)")
