@@ -346,7 +346,8 @@ def run_gui(args) -> int:
     from .ui.app import main as gui_main
 
     return gui_main(sys.argv[:1], settings_path=getattr(args, "settings", None),
-                    fullscreen=bool(getattr(args, "fullscreen", False)))
+                    fullscreen=bool(getattr(args, "fullscreen", False)),
+                    first_receipt_exit=getattr(args, "first_receipt_exit", None))
 
 
 def cmd_self_test(args) -> int:
@@ -466,6 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--settings", metavar="TOML", help="settings file (default: DATA_DIR/settings.toml)")
     s.add_argument("--fullscreen", action="store_true", default=argparse.SUPPRESS,
                    help="start full screen (as ui.fullscreen = true)")
+    s.add_argument("--first-receipt-exit", type=float, metavar="SECONDS",
+                   help="smoke test / start-up timing: quit once the first receipt with items "
+                        "is on screen and print how long after launch that was (exit 1 if "
+                        "none came within SECONDS)")
     s.set_defaults(func=run_gui)
 
     s = sub.add_parser("split-dev", help="honest train/validation lists from the dev photos")

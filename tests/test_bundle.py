@@ -99,6 +99,18 @@ def test_self_test_passes_in_a_clean_environment(bundle, home):
     assert "self-test passed" in proc.stdout
 
 
+def test_bundled_kiosk_window_shows_a_receipt(bundle, home):
+    """The real window (offscreen) starts from the bundle on the demo camera and shows a
+    receipt: Qt's plugins, the font and the worker threads all work inside the bundle."""
+    env = clean_env(home) | {"QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.run([str(bundle / "kiosk"), "gui", "--first-receipt-exit", "120"],
+                          env=env, cwd=home, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "first receipt" in proc.stdout and "after launch" in proc.stdout
+    log = (home / ".local" / "share" / "kiosk" / "logs" / "kiosk.log").read_text()
+    assert "kiosk ready: camera demo" in log
+
+
 def test_self_test_fails_on_a_broken_catalogue(bundle, home):
     data = home / ".local" / "share" / "kiosk"
     data.mkdir(parents=True)

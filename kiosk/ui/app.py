@@ -201,7 +201,10 @@ def missing_x11_libraries() -> list[str]:
 
 
 def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
-         fullscreen: bool = False) -> int:
+         fullscreen: bool = False, first_receipt_exit: float | None = None) -> int:
+    """Run the kiosk.  ``first_receipt_exit`` (seconds, for smoke tests and start-up timing):
+    quit as soon as the first receipt with items is on screen, printing how long after process
+    launch that was; exit status 1 if none came within that many seconds."""
     from kiosk.settings import SettingsError, default_settings_path, load_settings
 
     if not logging.getLogger().handlers:  # started without the ``kiosk`` command
@@ -246,6 +249,8 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
         holder["window"], holder["parts"] = window, parts
         log.info("kiosk ready: camera %s, catalogue %s, model %s", parts.camera_source,
                  parts.db_path, getattr(parts.engine.embedder, "model_id", "?"))
+        if first_receipt_exit is not None:
+            _exit_on_first_receipt(app, window, holder)
         window.showFullScreen() if kiosk_mode else window.resize(1280, 800) or window.show()
         splash.close()
 
@@ -261,8 +266,32 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
                 log.exception("closing the engine")
 
     app.aboutToQuit.connect(shutdown)
+    if first_receipt_exit is not None:
+        from PySide6.QtCore import QTimer
+
+        def too_late() -> None:
+            print(f"kiosk: error: no receipt within {first_receipt_exit:.0f} s", file=sys.stderr)
+            holder["status"] = 1
+            app.quit()
+
+        QTimer.singleShot(int(first_receipt_exit * 1000), too_late)
     run_task(open_parts, settings, on_done=started, on_error=splash.fail)
-    return app.exec()
+    status = app.exec()
+    return holder.get("status", status)
+
+
+def _exit_on_first_receipt(app, window, holder) -> None:
+    from kiosk.selftest import process_age_s
+
+    def on_state(state) -> None:
+        if state.receipt.lines and "status" not in holder:
+            holder["status"] = 0
+            items = sum(line.qty for line in state.receipt.lines)
+            print(f"first receipt ({items} items, total {state.receipt.total}) on screen "
+                  f"{process_age_s():.1f} s after launch", flush=True)
+            app.quit()
+
+    window.controller.stateChanged.connect(on_state)
 
 
 if __name__ == "__main__":  # pragma: no cover
