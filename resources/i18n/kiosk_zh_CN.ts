@@ -2,6 +2,197 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="zh_CN">
 <context>
+    <name>AuditTab</name>
+    <message>
+        <source>Time</source>
+        <translation>时间</translation>
+    </message>
+    <message>
+        <source>By</source>
+        <translation>操作者</translation>
+    </message>
+    <message>
+        <source>Action</source>
+        <translation>操作</translation>
+    </message>
+    <message>
+        <source>Item</source>
+        <translation>商品</translation>
+    </message>
+    <message>
+        <source>Before → after</source>
+        <translation>修改前 → 修改后</translation>
+    </message>
+    <message>
+        <source>Refresh</source>
+        <translation>刷新</translation>
+    </message>
+    <message>
+        <source>Back up…</source>
+        <translation>备份…</translation>
+    </message>
+    <message>
+        <source>Backing up…</source>
+        <translation>正在备份…</translation>
+    </message>
+    <message>
+        <source>Backed up to %1</source>
+        <translation>已备份到 %1</translation>
+    </message>
+    <message>
+        <source>Not backed up: %1</source>
+        <translation>备份失败：%1</translation>
+    </message>
+    <message>
+        <source>Cashier</source>
+        <translation>收银员</translation>
+    </message>
+    <message>
+        <source>Staff</source>
+        <translation>店员</translation>
+    </message>
+    <message>
+        <source>Command line</source>
+        <translation>命令行</translation>
+    </message>
+    <message>
+        <source>System</source>
+        <translation>系统</translation>
+    </message>
+    <message>
+        <source>Price changed</source>
+        <translation>改价</translation>
+    </message>
+    <message>
+        <source>Product added</source>
+        <translation>新增商品</translation>
+    </message>
+    <message>
+        <source>Product changed</source>
+        <translation>修改商品</translation>
+    </message>
+    <message>
+        <source>Product deleted</source>
+        <translation>删除商品</translation>
+    </message>
+    <message>
+        <source>Put on sale</source>
+        <translation>上架</translation>
+    </message>
+    <message>
+        <source>Taken off sale</source>
+        <translation>下架</translation>
+    </message>
+    <message>
+        <source>Views enrolled</source>
+        <translation>录入商品图片</translation>
+    </message>
+    <message>
+        <source>Pictures added</source>
+        <translation>添加图片</translation>
+    </message>
+    <message>
+        <source>Gallery imported</source>
+        <translation>导入图库</translation>
+    </message>
+    <message>
+        <source>Pictures re-embedded</source>
+        <translation>重新提取图片特征</translation>
+    </message>
+    <message>
+        <source>Item corrected</source>
+        <translation>更正商品</translation>
+    </message>
+    <message>
+        <source>Item removed</source>
+        <translation>移除商品</translation>
+    </message>
+    <message>
+        <source>Quantity set</source>
+        <translation>修改数量</translation>
+    </message>
+    <message>
+        <source>Staff PIN set</source>
+        <translation>设置员工密码</translation>
+    </message>
+    <message>
+        <source>Staff mode locked</source>
+        <translation>员工模式已锁定</translation>
+    </message>
+    <message>
+        <source>Backup</source>
+        <translation>备份</translation>
+    </message>
+    <message>
+        <source>Restored from a backup</source>
+        <translation>从备份恢复</translation>
+    </message>
+    <message>
+        <source>price</source>
+        <translation>价格</translation>
+    </message>
+    <message>
+        <source>name</source>
+        <translation>名称</translation>
+    </message>
+    <message>
+        <source>barcode</source>
+        <translation>条码</translation>
+    </message>
+    <message>
+        <source>on sale</source>
+        <translation>在售</translation>
+    </message>
+    <message>
+        <source>quantity</source>
+        <translation>数量</translation>
+    </message>
+    <message>
+        <source>pictures</source>
+        <translation>图片</translation>
+    </message>
+    <message>
+        <source>PIN set</source>
+        <translation>已设密码</translation>
+    </message>
+    <message>
+        <source>lockouts</source>
+        <translation>锁定次数</translation>
+    </message>
+    <message>
+        <source>locked (s)</source>
+        <translation>锁定（秒）</translation>
+    </message>
+    <message>
+        <source>files</source>
+        <translation>文件</translation>
+    </message>
+    <message>
+        <source>products</source>
+        <translation>商品</translation>
+    </message>
+    <message>
+        <source>schema version</source>
+        <translation>数据库版本</translation>
+    </message>
+    <message>
+        <source>no price</source>
+        <translation>未定价</translation>
+    </message>
+    <message>
+        <source>yes</source>
+        <translation>是</translation>
+    </message>
+    <message>
+        <source>no</source>
+        <translation>否</translation>
+    </message>
+    <message>
+        <source>Back up to folder</source>
+        <translation>备份到文件夹</translation>
+    </message>
+</context>
+<context>
     <name>CameraTab</name>
     <message>
         <source>starting</source>
@@ -546,6 +737,10 @@
     <message>
         <source>Camera</source>
         <translation>摄像头</translation>
+    </message>
+    <message>
+        <source>Audit log &amp; backup</source>
+        <translation>审计记录与备份</translation>
     </message>
 </context>
 <context>
