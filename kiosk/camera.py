@@ -3,9 +3,10 @@ built-in demo camera), captured in their own thread; the newest frame wins.
 
 Sources all implement :class:`Camera` (``open`` / ``read`` / ``close``); :func:`open_camera`
 makes one from a command-line spec.  :class:`CaptureThread` owns a camera: it keeps only the
-newest :class:`Frame`, validates every image (grey and BGRA become BGR, garbage is dropped and
-counted), reports its status (``starting`` / ``live`` / ``lost`` / ``stopped``) and reconnects
-with back-off when the camera goes away.  Nothing here imports Qt.
+newest :class:`Frame`, validates every image (grey and BGRA become BGR; garbage, all-black frames
+and a frame whose size suddenly differs are dropped and counted), reports its status
+(``starting`` / ``live`` / ``lost`` / ``bad`` / ``stopped``) and reconnects with back-off when the
+camera goes away or sends only unusable frames.  Nothing here imports Qt.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class Frame:
     image: np.ndarray  # BGR uint8 (H, W, 3)
     index: int  # increases by one per captured frame, across reconnects
     t: float  # time.monotonic() when captured
+    repeat: bool = False  # the very same picture as the frame before (a frozen stream)
 
 
 class CameraError(RuntimeError):
@@ -74,7 +76,7 @@ def as_bgr(image) -> np.ndarray | None:
         return None
     c = image.shape[2]
     if c == 3:
-        return image
+        return np.ascontiguousarray(image)  # (a flipped or cropped view gets copied)
     if c == 1:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if c == 4:
@@ -367,7 +369,9 @@ def find_default_camera(tries: int = 10) -> str:
 
 
 # --------------------------------------------------------------------------- capture thread
-STARTING, LIVE, LOST, STOPPED = "starting", "live", "lost", "stopped"
+STARTING, LIVE, LOST, BAD, STOPPED = "starting", "live", "lost", "bad", "stopped"
+BLACK_LEVEL = 8  # a frame none of whose sampled pixels is brighter than this is "all black"
+RESIZE_AFTER = 10  # a new frame size is believed after this many frames of it in a row
 
 
 class CaptureThread(threading.Thread):
@@ -376,17 +380,23 @@ class CaptureThread(threading.Thread):
     ``on_status(status, message)`` is called from this thread on every status change.  When
     the camera raises, or delivers no valid frame for ``lost_after`` seconds, the status becomes
     ``"lost"``, the camera is closed and reopened with back-off (``backoff`` = first and largest
-    delay) until frames come again (``"live"``); frame indices keep increasing.  A source that
+    delay) until frames come again (``"live"``); frame indices keep increasing.  A camera that
+    delivers frames but none usable for ``lost_after`` seconds (garbage, all black, a wrong size)
+    is ``"bad"`` and reopened the same way.  Garbage and all-black frames are dropped and counted
+    (:attr:`frames_dropped`); so is a frame whose size differs from the stream's, unless that
+    size persists (``RESIZE_AFTER`` frames in a row).  A source that
     ends (a video without ``loop``) stops the thread (``"stopped"``).  A camera
-    that delivers the same image again and again stays ``"live"``; :attr:`frozen_for` says for
-    how long the picture has not changed.  Like any thread it runs once: ``stop()`` it and make a
-    new one to capture again.
+    that delivers the same image again and again stays ``"live"``; its repeats are marked
+    (:attr:`Frame.repeat`) and :attr:`frozen_for` says for how long the picture has not changed.
+    ``first_index``: the index of the first frame (a new thread for another camera continues
+    the old one's numbering).  Like any thread it runs once: ``stop()`` it and make a new one to
+    capture again.
     """
 
     def __init__(self, camera: Camera, *, lost_after: float = 2.0,
                  backoff: tuple[float, float] = (0.5, 5.0),
                  on_status: Callable[[str, str], None] | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, first_index: int = 0) -> None:
         super().__init__(daemon=True, name=name or f"capture[{getattr(camera, 'name', '?')}]")
         self.camera = camera
         self.lost_after = float(lost_after)
@@ -399,11 +409,14 @@ class CaptureThread(threading.Thread):
         self._cond = threading.Condition()
         self._stop_evt = threading.Event()
         self._latest: Frame | None = None
-        self._index = -1
+        self._index = int(first_index) - 1
         self._times: deque[float] = deque(maxlen=31)  # capture times of the last frames
         self._sig: np.ndarray | None = None
         self._changed_t = 0.0
         self._changed_index = -1
+        self._size: tuple[int, int] | None = None  # (h, w) of the stream
+        self._odd_size: tuple[int, int] | None = None  # another size seen lately ...
+        self._odd_count = 0  # ... this many frames in a row
 
     # ---------------------------------------------------------------- public
     @property
@@ -479,19 +492,39 @@ class CaptureThread(threading.Thread):
             log.exception("closing %s failed", getattr(self.camera, "name", "camera"))
 
     def _signature(self, img: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(img[4::8, 4::8])  # cheap: a decimated copy
+        # cheap: a decimated copy (the whole of a tiny image)
+        return np.ascontiguousarray(img[4::8, 4::8] if min(img.shape[:2]) > 4 else img)
 
-    def _publish(self, img: np.ndarray) -> None:
+    def _usable(self, img: np.ndarray, sig: np.ndarray) -> bool:
+        """False for an all-black frame and for a frame whose size differs from the stream's
+        (a glitch), unless that new size keeps coming (then it is the stream's size)."""
+        if int(sig.max()) <= BLACK_LEVEL:
+            self._odd_count = 0  # (not "in a row")
+            return False
+        size = img.shape[:2]
+        if self._size is None or size == self._size:
+            self._size, self._odd_size, self._odd_count = size, None, 0
+            return True
+        self._odd_count = self._odd_count + 1 if size == self._odd_size else 1
+        self._odd_size = size
+        if self._odd_count < RESIZE_AFTER:
+            return False
+        log.info("%s: the frame size changed to %d×%d", self.camera.name, size[1], size[0])
+        self._size, self._odd_size, self._odd_count = size, None, 0
+        return True
+
+    def _publish(self, img: np.ndarray, sig: np.ndarray) -> None:
         now = time.monotonic()
-        sig = self._signature(img)
-        if self._sig is None or sig.shape != self._sig.shape or not np.array_equal(sig, self._sig):
-            self._changed_t = now
-            self._changed_index = self._index + 1
+        repeat = self._sig is not None and sig.shape == self._sig.shape and np.array_equal(
+            sig, self._sig)
         self._sig = sig
         self._times.append(now)
         with self._cond:
             self._index += 1
-            self._latest = Frame(img, self._index, now)
+            if not repeat:
+                self._changed_t = now
+                self._changed_index = self._index
+            self._latest = Frame(img, self._index, now, repeat)
             self.frames_captured += 1
             self._cond.notify_all()
 
@@ -500,6 +533,8 @@ class CaptureThread(threading.Thread):
         delay = self.backoff[0]
         opened = False
         ever_live = False
+        junk_message = (f"{cam.name}: only unusable frames (garbage, black or the wrong size) "
+                        f"for {self.lost_after:g} s")
         try:
             while not self._stop_evt.is_set():
                 if not opened:
@@ -513,6 +548,7 @@ class CaptureThread(threading.Thread):
                         continue
                     opened = True
                     last_good = time.monotonic()
+                    junk = False  # unusable frames came since the last good one
                     self._times.clear()
                 try:
                     raw = cam.read()
@@ -525,21 +561,28 @@ class CaptureThread(threading.Thread):
                         self._set_status(STOPPED, f"{cam.name}: end of stream")
                         return
                     if time.monotonic() - last_good > self.lost_after:
-                        self._lose(f"{cam.name}: no frames for {self.lost_after:g} s")
+                        if junk:  # frames came, none usable
+                            self._lose(junk_message, BAD)
+                        else:
+                            self._lose(f"{cam.name}: no frames for {self.lost_after:g} s")
                         opened = False
                     else:
                         self._stop_evt.wait(0.005)
                     continue
                 img = as_bgr(raw)
+                sig = self._signature(img) if img is not None else None
                 if img is None:
+                    self._odd_count = 0
+                if img is None or not self._usable(img, sig):
                     self.frames_dropped += 1
+                    junk = True
                     if time.monotonic() - last_good > self.lost_after:
-                        self._lose(f"{cam.name}: only unusable frames for "
-                                   f"{self.lost_after:g} s")
+                        self._lose(junk_message, BAD)
                         opened = False
                     continue
                 last_good = time.monotonic()
-                self._publish(img)
+                junk = False
+                self._publish(img, sig)
                 if self._status != LIVE:
                     h, w = img.shape[:2]
                     verb = "reconnected" if ever_live else "live"
@@ -556,7 +599,7 @@ class CaptureThread(threading.Thread):
             with self._cond:
                 self._cond.notify_all()
 
-    def _lose(self, message: str) -> None:
+    def _lose(self, message: str, status: str = LOST) -> None:
         self._close_camera()
-        self._set_status(LOST, message)
+        self._set_status(status, message)
         self._stop_evt.wait(self.backoff[0])

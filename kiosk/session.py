@@ -200,6 +200,7 @@ class CheckoutSession:
         self._still_since: float | None = None
         self._settled = False
         self._frame_index = -1
+        self.recognitions = 0  # settled scenes recognised (detect + match + embed) so far
         self._state = self._make_state(-1, False, {}, 0)
 
     # ------------------------------------------------------------------ state
@@ -268,6 +269,7 @@ class CheckoutSession:
                 gen = self._gen
                 tracks = list(self._tracks.values())
             result = self._recognise(frame.image, tracks)
+            self.recognitions += 1
             with self._lock:
                 if gen != self._gen:  # reset() meanwhile: this result belongs to no basket
                     return None

@@ -237,7 +237,7 @@ def test_core_modules_do_not_import_qt():
 # ------------------------------------------------------------------------ capture thread
 def test_capture_converts_and_counts_garbage(capture):
     grey = np.full((6, 8), 50, np.uint8)
-    bgra = np.zeros((6, 8, 4), np.uint8)
+    bgra = np.full((6, 8, 4), 90, np.uint8)  # (all black would be dropped)
     garbage = [None, np.zeros((0, 0, 3), np.uint8), np.zeros((6, 8, 3), np.float64),
                np.zeros((6, 8, 2), np.uint8), "junk"]
     cam = FakeCamera([grey] + garbage[1:] + [bgra], then=None)
@@ -255,7 +255,7 @@ def test_newest_frame_wins_without_queueing(capture):
     alive: list[weakref.ref] = []
 
     def produce():
-        img = np.zeros((90, 160, 3), np.uint8)
+        img = np.full((90, 160, 3), 90, np.uint8)
         img[0, 0, 0] = len(alive) % 251
         alive.append(weakref.ref(img))
         return img
@@ -304,7 +304,7 @@ def test_lost_and_reconnect_with_demo_camera(capture):
 
 def test_silent_camera_is_lost_then_retried(capture):
     log = StatusLog()
-    img = np.zeros((6, 8, 3), np.uint8)
+    img = np.full((6, 8, 3), 90, np.uint8)
     cam = FakeCamera([img], then=None)  # one frame, then nothing
     t = capture(cam, on_status=log, lost_after=0.1)
     t.start()
@@ -328,7 +328,7 @@ def test_open_failure_then_success(capture):
             if self.opens < 3:
                 raise CameraError("device busy")
 
-    cam = Flaky([], then=np.zeros((6, 8, 3), np.uint8))
+    cam = Flaky([], then=np.full((6, 8, 3), 90, np.uint8))
     t = capture(cam, on_status=log)
     t.start()
     log.wait_for("live")
@@ -340,7 +340,7 @@ def test_any_exception_from_read_is_survived(capture):
     def boom():
         raise OSError("driver hiccup")
 
-    img = np.zeros((6, 8, 3), np.uint8)
+    img = np.full((6, 8, 3), 90, np.uint8)
     cam = FakeCamera([img, boom], then=img)
     log = StatusLog()
     t = capture(cam, on_status=log)
@@ -354,7 +354,7 @@ def test_broken_status_callback_does_not_kill_capture(capture):
     def bad(status, message):
         raise ValueError("oops")
 
-    t = capture(FakeCamera([], then=np.zeros((6, 8, 3), np.uint8)), on_status=bad)
+    t = capture(FakeCamera([], then=np.full((6, 8, 3), 90, np.uint8)), on_status=bad)
     t.start()
     f = t.wait_next(-1, 5.0)
     assert t.wait_next(f.index, 5.0) is not None and t.status == "live"

@@ -2,7 +2,9 @@
 
 * the **capture thread** (:class:`kiosk.camera.CaptureThread`) keeps the newest camera frame;
 * the **recognition worker** (:class:`RecognitionWorker`, a QObject in its own QThread) loops
-  ``capture.wait_next -> session.process`` and emits each new :class:`SessionState`;
+  ``capture.wait_next -> session.process`` and emits each new :class:`SessionState`; repeats of
+  the same picture (a frozen camera) are skipped: they prove nothing about the tray being still,
+  so they never settle the tray or start a recognition;
 * the shopper view refreshes its preview from ``capture.latest()`` on a timer, so the preview
   never waits for recognition;
 * cashier/staff intents (override, remove, quantity, finish) go straight to the session, which
@@ -33,6 +35,7 @@ class RecognitionWorker(QObject):
         self._stop = threading.Event()
         self._paused = threading.Event()
         self.frames_processed = 0
+        self.frames_repeated = 0  # frozen-camera repeats skipped
 
     @Slot()
     def run(self) -> None:
@@ -54,6 +57,9 @@ class RecognitionWorker(QObject):
             if frame is None:
                 continue
             last_index = frame.index
+            if getattr(frame, "repeat", False):
+                self.frames_repeated += 1
+                continue
             try:
                 state = self._controller.session.process(frame)
             except Exception as exc:
@@ -106,6 +112,7 @@ class KioskController(QObject):
         self.camera_message = ""
         self.state = getattr(session, "state", None)
         self._intent_index = -1
+        self._next_index = 0  # the first frame index of the next capture thread
         self._relay = _StatusRelay()
         self._relay.status.connect(self._on_status)
         self._worker = RecognitionWorker(self)
@@ -140,7 +147,10 @@ class KioskController(QObject):
 
         self.camera = camera
         self.camera_status = "starting"
-        capture = CaptureThread(camera, on_status=self._relay.status.emit)
+        # frame indices go on from the last camera's: states of the new camera must not look
+        # older than the cashier's last change (see _on_worker_state)
+        first = max(self._next_index, self._intent_index + 1)
+        capture = CaptureThread(camera, on_status=self._relay.status.emit, first_index=first)
         capture.start()
         self.capture = capture
 
@@ -148,6 +158,9 @@ class KioskController(QObject):
         capture, self.capture = self.capture, None
         if capture is not None:
             capture.stop()
+            last = capture.latest()
+            if last is not None:
+                self._next_index = max(self._next_index, last.index + 1)
 
     def set_camera(self, camera, source: str | None = None) -> None:
         """Swap the camera (capture thread restarted); the basket is kept."""

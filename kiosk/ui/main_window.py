@@ -194,6 +194,10 @@ class MainWindow(QMainWindow):
             self.banner.setText(self.tr("Camera disconnected – reconnecting…"))
             self.banner.setProperty("level", "error")
             self.banner.show()
+        elif status == "bad":  # frames come, but none is usable (garbage, black, wrong size)
+            self.banner.setText(self.tr("No usable picture from the camera – reconnecting…"))
+            self.banner.setProperty("level", "error")
+            self.banner.show()
         elif self._frozen and status == "live":
             self.banner.setText(self.tr("The camera picture is not changing – please check the "
                                         "camera."))
@@ -220,7 +224,7 @@ class MainWindow(QMainWindow):
             self.staff_page.enrol.preview.set_items(state.items, currency)
         self.receipt.set_receipt(state.receipt, state.needs_cashier)
         self._update_hint()
-        if self.banner_visible() and self._camera[0] != "lost":
+        if self.banner_visible() and self._camera[0] not in ("lost", "bad"):
             self._update_banner()
 
     # -------------------------------------------------------------- correction

@@ -587,7 +587,8 @@ class CameraTab(QWidget):
 
     def retranslate(self) -> None:
         status = {"starting": self.tr("starting"), "live": self.tr("live"),
-                  "lost": self.tr("disconnected"), "stopped": self.tr("stopped")}.get(
+                  "lost": self.tr("disconnected"), "bad": self.tr("no usable picture"),
+                  "stopped": self.tr("stopped")}.get(
             self.controller.camera_status, self.controller.camera_status)
         self.current.setText(self.tr("Camera: %1 (%2)").replace(
             "%1", self._describe(self.controller.camera_source)).replace("%2", status))

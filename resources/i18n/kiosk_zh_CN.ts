@@ -207,6 +207,10 @@
         <translation>已断开</translation>
     </message>
     <message>
+        <source>no usable picture</source>
+        <translation>无可用画面</translation>
+    </message>
+    <message>
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
@@ -541,6 +545,10 @@
     <message>
         <source>Camera disconnected – reconnecting…</source>
         <translation>摄像头已断开，正在重新连接…</translation>
+    </message>
+    <message>
+        <source>No usable picture from the camera – reconnecting…</source>
+        <translation>摄像头没有可用的画面，正在重新连接…</translation>
     </message>
     <message>
         <source>The camera picture is not changing – please check the camera.</source>
