@@ -331,3 +331,35 @@ def test_finish_killed(tmp_path, copy_demo_db, embedder, n):
         assert sorted(c for c in linked if c is not None) == txs  # one override per sale
         assert linked.count(None) <= 1  # the basket in progress, never paid
     check_all(db, embedder)
+
+
+# ------------------------------------------------------------------- rolled-back enrolment
+def test_rolled_back_enrolment_leaves_no_stale_vector(tmp_path, copy_demo_db, embedder):
+    """A product enrolled inside a transaction that then fails (as ``kiosk gallery add`` and
+    the staff screen enrol) is gone from the index too, even when SQLite hands its row ids
+    out again to the next enrolment."""
+    from kiosk import demo
+
+    db = copy_demo_db(tmp_path / "store")
+    engine = Engine.open(db, embedder=embedder)
+    try:
+        cat = engine.catalog
+        ghost = demo.gallery_view("DEMO-003", 0)
+        with pytest.raises(RuntimeError, match="commit failed"):
+            with cat.transaction():
+                cat.add_product("GHOST", "ghost", 100)
+                engine.add_images("GHOST", [ghost], [str(tmp_path / "ghost.jpg")])
+                raise RuntimeError("commit failed")
+        assert cat.get_product("GHOST") is None
+        with cat.transaction():  # the next enrolment gets the same row ids back
+            cat.add_product("NEXT", "next", 100)
+            view = demo.gallery_view("DEMO-007", 0)
+            cv2.imwrite(str(tmp_path / "next.jpg"), view)
+            engine.add_images("NEXT", [view], [str(tmp_path / "next.jpg")])
+        ids, _ = cat.gallery_ids(embedder.model_id)
+        assert np.array_equal(np.sort(engine.index.live_ids()), ids)
+        np.testing.assert_allclose(engine.index.vectors_for(ids), cat.gallery_vectors_for(ids),
+                                   atol=1e-5)
+    finally:
+        engine.close()
+    check_all(db, embedder)
