@@ -323,6 +323,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if getattr(args, "soak", None) is not None:
+        from .soak import format_report, run_soak
+
+        result = run_soak(args.soak, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+        if args.json:
+            _print_json(result)
+        else:
+            print(format_report(result))
+        return 0 if result["pass"] else 1
     if getattr(args, "gui", False):
         from .ui.bench_gui import run_gui_bench
 
@@ -506,6 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gui", action="store_true",
                    help="the real kiosk window offscreen: preview fps, settle-to-receipt "
                         "latency, GUI-thread stalls")
+    s.add_argument("--soak", type=float, metavar="MINUTES",
+                   help="run the sped-up demo checkout (capture, recognition, sales) this long "
+                        "and check memory, threads and open files for growth (exit 1 on FAIL)")
     s.set_defaults(func=cmd_bench)
     return p
 
