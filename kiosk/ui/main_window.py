@@ -235,6 +235,7 @@ class MainWindow(QMainWindow):
             self.correction.close()
         dlg = CorrectionDialog(self.controller, track_id, self)
         dlg.finished.connect(lambda _r: setattr(self, "correction", None))
+        dlg.finished.connect(dlg.deleteLater)  # not kept as a hidden child for good
         self.correction = dlg
         dlg.open()
         return dlg
@@ -257,6 +258,7 @@ class MainWindow(QMainWindow):
         record = self.controller.engine.catalog.get_transaction(tx)
         dlg = ReceiptDialog(record, self.store_name, self)
         dlg.finished.connect(lambda _r: setattr(self, "receipt_dialog", None))
+        dlg.finished.connect(dlg.deleteLater)  # not kept as a hidden child for good
         self.receipt_dialog = dlg
         dlg.open()
         self.finished.emit(tx)
@@ -270,6 +272,7 @@ class MainWindow(QMainWindow):
         dlg = PinDialog(self.auth, self)
         dlg.accepted.connect(self.enter_staff)
         dlg.finished.connect(lambda _r: setattr(self, "pin_dialog", None))
+        dlg.finished.connect(dlg.deleteLater)  # not kept as a hidden child for good
         self.pin_dialog = dlg
         dlg.open()
         return dlg
