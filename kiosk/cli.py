@@ -324,9 +324,10 @@ def cmd_train(args) -> int:
 
 def cmd_bench(args) -> int:
     if getattr(args, "soak", None) is not None:
-        from .soak import format_report, run_soak
+        from .soak import format_report, run_gui_soak, run_soak
 
-        result = run_soak(args.soak, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+        soak = run_gui_soak if getattr(args, "gui", False) else run_soak
+        result = soak(args.soak, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
         if args.json:
             _print_json(result)
         else:
@@ -517,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "latency, GUI-thread stalls")
     s.add_argument("--soak", type=float, metavar="MINUTES",
                    help="run the sped-up demo checkout (capture, recognition, sales) this long "
-                        "and check memory, threads and open files for growth (exit 1 on FAIL)")
+                        "and check memory, threads and open files for growth (exit 1 on FAIL); "
+                        "with --gui: the real window offscreen, in real time")
     s.set_defaults(func=cmd_bench)
     return p
 

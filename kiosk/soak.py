@@ -85,28 +85,34 @@ class LockstepCamera:
 
 
 # ------------------------------------------------------------------------------- the soak
-def _checkout(session, confirm: bool = False) -> tuple[bool, int]:
-    """The cashier and the shopper at the end of a basket: unknown (or unpriced) items get
-    their best candidate or are removed (``confirm``: the cashier also re-picks the first item's
-    product, a logged correction), then the sale is finished.  (sold?, corrections)."""
+def _resolve(actor, confirm: bool = False) -> int:
+    """The cashier at the end of a basket: unknown (or unpriced) items get their best candidate
+    or are removed (``confirm``: the first item's product is also re-picked, a logged
+    correction).  ``actor``: the session, or the window's controller.  Corrections made."""
     corrections = 0
-    items = session.state.items
+    items = actor.state.items
     if confirm and items and not items[0].unknown:
         try:
-            session.override(items[0].track_id, items[0].sku)
+            actor.override(items[0].track_id, items[0].sku)
             corrections += 1
         except (KeyError, ValueError):
             pass
-    for item in session.state.items:
+    for item in actor.state.items:
         try:
             if item.unknown and item.candidates:
-                session.override(item.track_id, item.candidates[0].sku)
+                actor.override(item.track_id, item.candidates[0].sku)
                 corrections += 1
             elif item.unknown or item.price is None:
-                session.remove(item.track_id)
+                actor.remove(item.track_id)
                 corrections += 1
         except (KeyError, ValueError):  # the item left the tray meanwhile
             pass
+    return corrections
+
+
+def _checkout(session, confirm: bool = False) -> tuple[bool, int]:
+    """:func:`_resolve`, then the shopper finishes the sale.  (sold?, corrections)."""
+    corrections = _resolve(session, confirm)
     if not session.state.items:
         return False, corrections
     try:
@@ -247,3 +253,134 @@ def format_report(r: dict) -> str:
                      f"growth {m['growth_pct']:+.2f} %  {'ok' if m['pass'] else 'GROWS'}")
     lines.append(f"{r['verdict']} (no growth over {r['limit_pct']:g} % after warm-up)")
     return "\n".join(lines)
+
+
+def run_gui_soak(minutes: float, *, embedder=None, db: str | Path | None = None, seed: int = 0,
+                 sample_s: float | None = None, limit_pct: float = LIMIT_PCT,
+                 progress: Callable[[str], None] = lambda m: None) -> dict:
+    """The soak with the real kiosk window offscreen (controller, recognition worker, preview,
+    receipt dialogs).  The demo camera runs in real time here (30 fps: the window's recognition
+    worker uses the capture clock), so a minute is a minute of shop.  At the end of each basket
+    the cashier's part goes through the controller and the sale through the window's Finish,
+    whose receipt dialog is closed again on the next tick."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QDialog
+
+    from .demo_camera import DemoCamera
+    from .engine import Engine
+    from .session import CheckoutSession
+    from .settings import Settings
+    from .ui.app import KioskParts, build_window, setup_application
+
+    if not float(minutes) > 0:
+        raise ValueError(f"a soak needs a positive number of minutes, got {minutes!r}")
+    duration = max(1.0, float(minutes) * 60.0)
+    sample_s = float(sample_s) if sample_s else min(5.0, max(0.25, duration / 100.0))
+    warmup_s = WARMUP_FRACTION * duration
+    settings = Settings()
+    app = setup_application(settings=settings)
+    with tempfile.TemporaryDirectory(prefix="kiosk-soak-gui-") as tmp:
+        if embedder is None:
+            from .embed import load_embedder
+
+            progress("loading the model ...")
+            embedder = load_embedder()
+        if db is None:
+            from .demo_catalog import build_demo_catalog
+
+            progress("demo catalogue ...")
+            db = build_demo_catalog(Path(tmp) / "soak.db", embedder=embedder)
+        demo = DemoCamera(fps=30, seed=seed, realtime=True)
+        engine = Engine.open(db, embedder=embedder, background=demo.background())
+        if hasattr(engine.embedder, "batch_size"):
+            engine.embedder.batch_size = 1
+        session = CheckoutSession(engine)
+        window = build_window(KioskParts(engine, session, demo, "demo", Path(db)), settings)
+        window.resize(1280, 800)
+        window.show()
+        controller = window.controller
+        counts = {"transactions": 0, "corrections": 0, "finish_refused": 0, "gui_states": 0}
+        controller.stateChanged.connect(lambda _s: counts.__setitem__(
+            "gui_states", counts["gui_states"] + 1))
+        samples: list[dict] = []
+        t0 = time.monotonic()
+        last = {"phase": ""}
+
+        def sample() -> None:
+            samples.append({"t": round(time.monotonic() - t0, 2), **proc_sample(),
+                            "frames": controller.worker.frames_processed,
+                            "recognitions": session.recognitions,
+                            "transactions": counts["transactions"],
+                            "dialogs": len(window.findChildren(QDialog))})
+            if len(samples) % 12 == 0:
+                s = samples[-1]
+                progress(f"{s['t']:7.0f} s  rss {s['rss_mb']} MiB  threads {s['threads']}  "
+                         f"fds {s['fds']}  frames {s['frames']}  recognitions "
+                         f"{s['recognitions']}  sales {s['transactions']}  dialogs "
+                         f"{s['dialogs']}")
+
+        def tick() -> None:
+            if window.receipt_dialog is not None:  # the shopper took the receipt
+                window.receipt_dialog.close()
+            phase = demo.phase
+            if phase == "hand" and last["phase"] != "hand":
+                counts["corrections"] += _resolve(controller, demo.basket_count % 4 == 0)
+                if controller.state is not None and controller.state.items:
+                    ok = window.finish() is not None
+                    counts["transactions" if ok else "finish_refused"] += 1
+            last["phase"] = phase
+
+        loop = QEventLoop()
+        ticker = QTimer(interval=50, timeout=tick)
+        sampler = QTimer(interval=int(sample_s * 1000), timeout=sample)
+        QTimer.singleShot(int(duration * 1000), loop.quit)
+        progress(f"soaking the window for {duration / 60:g} min (a sample every {sample_s:g} s)"
+                 " ...")
+        controller.start()
+        sample()
+        ticker.start()
+        sampler.start()
+        try:
+            # the window's own message boxes (a refused Finish) would block: none are expected
+            loop.exec()
+            sample()
+        finally:
+            ticker.stop()
+            sampler.stop()
+            dialogs = len(window.findChildren(QDialog))
+            capture = controller.capture
+            captured = capture.frames_captured if capture is not None else 0
+            controller.shutdown()
+            window.close()
+            window.deleteLater()
+            app.processEvents()
+            tables = engine.catalog.table_counts()
+            engine.close()
+    elapsed = samples[-1]["t"]
+    metrics = summarize(samples, warmup_s, limit_pct)
+    ok = all(m["pass"] for m in metrics.values())
+    frames = controller.worker.frames_processed
+    return {
+        "mode": "gui",
+        "duration_s": round(elapsed, 1),
+        "warmup_s": round(warmup_s, 1),
+        "sample_every_s": sample_s,
+        "samples": len(samples),
+        "frames_processed": frames,
+        "frames_captured": captured,
+        "repeats_skipped": controller.worker.frames_repeated,
+        **counts,
+        "recognitions": session.recognitions,
+        "baskets": demo.basket_count,
+        "scene_minutes": round(demo.frame_count / demo.fps / 60.0, 1),
+        "frames_per_s": round(frames / max(elapsed, 1e-9), 1),
+        "dialogs_alive_at_end": dialogs,
+        **metrics,
+        "limit_pct": limit_pct,
+        "pass": ok,
+        "verdict": "PASS" if ok else "FAIL",
+        "transactions_stored": tables.get("transactions"),
+        "corrections_stored": tables.get("corrections"),
+        "trace": [[s["t"], s["rss_mb"], s["threads"], s["fds"], s["dialogs"]] for s in samples],
+    }
