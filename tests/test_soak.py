@@ -45,3 +45,15 @@ def test_soak_refuses_a_non_positive_duration(minutes, capsys):
 def test_soak_duration_must_be_a_number(capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "--soak", "abc"])
+
+
+def test_short_gui_soak_runs_the_real_window(qapp, tmp_path, copy_demo_db, embedder):
+    pytest.importorskip("pytestqt")
+    from kiosk.soak import run_gui_soak
+
+    db = copy_demo_db(tmp_path / "store")
+    r = run_gui_soak(10 / 60, embedder=embedder, db=db)
+    assert r["mode"] == "gui" and r["frames_processed"] > 0 and r["recognitions"] > 0
+    assert r["dialogs_alive_at_end"] <= 1  # at most the receipt of a sale just made
+    for key in ("rss_mb", "threads", "fds"):
+        assert set(r[key]) == {"start", "end", "max", "growth_pct", "pass"}
