@@ -23,6 +23,8 @@ def _keep_none_alive() -> None:
     import ctypes
 
     refcount = ctypes.c_ssize_t.from_address(id(None))  # ob_refcnt: PyObject's first field
+    if abs(refcount.value - sys.getrefcount(None)) > 8:  # not where it should be: leave it
+        return
     if refcount.value < 1 << 59:
         refcount.value += 1 << 60
 
