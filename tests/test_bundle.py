@@ -111,6 +111,32 @@ def test_bundled_kiosk_window_shows_a_receipt(bundle, home):
     assert "kiosk ready: camera demo" in log
 
 
+def test_bundle_migrates_an_older_catalogue(bundle, home):
+    """A catalogue written by the first schema version (an older kiosk) is migrated by the
+    bundle when it opens it, and its products survive."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from kiosk.catalog import MIGRATIONS, SCHEMA_VERSION
+
+    data = home / ".local" / "share" / "kiosk"
+    data.mkdir(parents=True)
+    db = sqlite_utils.Database(sqlite3.connect(data / "catalog.db"))
+    MIGRATIONS[0](db)
+    db.conn.execute("PRAGMA user_version = 1")
+    db["products"].insert({"sku": "OLD-1", "name": "旧商品", "price": 100, "currency": "CNY",
+                           "active": 1})
+    db.conn.commit()
+    db.conn.close()
+    proc = run(bundle, home, "--self-test", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = {c["name"]: c for c in json.loads(proc.stdout.strip().splitlines()[-1])["checks"]}
+    assert f"migrated schema 1→{SCHEMA_VERSION}" in checks["store catalogue"]["detail"]
+    proc = run(bundle, home, "gallery", "list", "--json")
+    assert [p["sku"] for p in json.loads(proc.stdout)] == ["OLD-1"]
+
+
 def test_self_test_fails_on_a_broken_catalogue(bundle, home):
     data = home / ".local" / "share" / "kiosk"
     data.mkdir(parents=True)
