@@ -352,6 +352,36 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_staff_pin(args) -> int:
+    """Set the staff PIN from the kiosk PC (a technician with a shell), not the shop floor."""
+    import getpass
+
+    from .catalog import Catalog
+    from .staff_auth import PinFormatError, StaffAuth, check_pin
+
+    db = resolve_db(args.db)
+    if args.stdin or not sys.stdin.isatty():
+        lines = sys.stdin.read().splitlines()
+        pin = lines[0].strip() if lines else ""
+        again = pin
+    else:
+        pin = getpass.getpass("new staff PIN (4-8 digits): ")
+        again = getpass.getpass("the same PIN again: ")
+    if pin != again:
+        raise CliError("the two PINs differ; nothing changed")
+    try:
+        check_pin(pin)
+    except PinFormatError as exc:
+        raise CliError(f"{exc}; nothing changed") from None
+    with Catalog(db) as catalog:
+        auth = StaffAuth(catalog)
+        if auth.has_pin() and not args.reset:
+            raise CliError(f"{db} already has a staff PIN: add --reset to replace it")
+        auth.set_pin(pin, role="cli")
+    print(f"staff PIN {'replaced' if args.reset else 'set'} for {db}")
+    return 0
+
+
 def run_gui(args) -> int:
     from .ui.app import main as gui_main
 
@@ -472,6 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threshold", type=float)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval_trays)
+
+    s = sub.add_parser("staff-pin", help="set the staff PIN (asked twice; a technician's job)")
+    s.add_argument("--db", help="catalogue (default: the store's, else the demo)")
+    s.add_argument("--reset", action="store_true", help="replace an existing PIN")
+    s.add_argument("--stdin", action="store_true", help="read the PIN from standard input")
+    s.set_defaults(func=cmd_staff_pin)
 
     s = sub.add_parser("gui", help="start the self-checkout kiosk (the default)")
     s.add_argument("--settings", metavar="TOML", help="settings file (default: DATA_DIR/settings.toml)")

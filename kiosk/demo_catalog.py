@@ -72,3 +72,14 @@ def random_tray(n_items: int, rng: np.random.Generator):
                            scale=1.0 if n_items <= 8 else 0.75)
     tray = render_tray(layout, rng=rng)
     return tray.image, list(tray.skus)
+
+
+def is_demo_catalog(catalog) -> bool:
+    """True when ``catalog`` holds nothing but the built-in demo products (so nothing of a
+    store's: first-use conveniences such as choosing the staff PIN on screen are safe)."""
+    from .gallery_io import parse_products_csv
+
+    skus = {p.sku for p in catalog.list_products(active_only=False)}
+    demo = set(parse_products_csv(DEMO_PRODUCTS))
+    return bool(skus) and skus <= demo
+

@@ -150,6 +150,10 @@ class StaffSettings:
     max_pin_attempts: int = _opt("wrong PINs before a lockout", _int(1, 100), 5)
     lockout_s: int = _opt("first lockout length in seconds (doubles on repeated lockouts)",
                           _int(1, 86400), 30)
+    pin_setup_on_screen: bool = _opt(
+        "let the first staff PIN be chosen on the kiosk's screen; otherwise a technician sets "
+        "it on the kiosk PC with `kiosk staff-pin` (always allowed on the built-in demo "
+        "catalogue)", _bool, False)
 
 
 @dataclass(frozen=True)

@@ -364,6 +364,58 @@ def test_pin_lockout_shows_the_time_left(qtbot, app):
         cat.close()
 
 
+def test_first_pin_is_not_chosen_on_a_store_kiosk(qtbot, app, tmp_path, monkeypatch):
+    """On a store's catalogue a fresh kiosk has no PIN: the shopper-facing screen must not let
+    anyone claim staff mode; a technician sets the PIN with ``kiosk staff-pin``."""
+    import io
+
+    from kiosk.catalog import Catalog
+    from kiosk.cli import main as cli
+    from kiosk.staff_auth import StaffAuth
+    from kiosk.ui.pin import PinDialog
+
+    db = tmp_path / "store.db"
+    cat = Catalog(db)
+    cat.add_product("STORE-1", "店内商品", 300)
+    auth = StaffAuth(cat)
+    dlg = PinDialog(auth, allow_create=False)
+    qtbot.addWidget(dlg)
+    assert dlg.unset and not dlg.creating
+    assert not dlg.keys["1"].isEnabled() and not dlg.keys["K"].isEnabled()
+    assert "kiosk staff-pin" in dlg.message.text()
+    dlg._pin = "2468"
+    dlg._submit()
+    assert not auth.has_pin() and dlg.result() != dlg.DialogCode.Accepted
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("2468\n"))
+    assert cli(["staff-pin", "--db", str(db), "--stdin"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("1111\n"))
+    assert cli(["staff-pin", "--db", str(db), "--stdin"]) == 2  # no silent replacement
+    monkeypatch.setattr("sys.stdin", io.StringIO("12\n"))
+    assert cli(["staff-pin", "--db", str(db), "--stdin", "--reset"]) == 2  # too short
+    dlg = PinDialog(auth, allow_create=False)
+    qtbot.addWidget(dlg)
+    assert not dlg.unset and not dlg.creating
+    dlg.enter("2468")
+    assert dlg.result() == dlg.DialogCode.Accepted
+    log = [r for r in cat.audit_log() if r["action"] == "pin_set"]
+    cat.close()
+    assert len(log) == 1 and log[0]["role"] == "cli" and "2468" not in str(log[0])
+
+
+def test_staff_button_on_a_store_catalogue_without_pin(make_kiosk, qtbot, tmp_path):
+    """The real window: the demo catalogue lets the first PIN be chosen on screen; once a
+    store product is in the catalogue, it no longer does."""
+    w = make_kiosk([("wait", 60)])
+    QTest.mouseClick(w.staff_button, Qt.MouseButton.LeftButton)
+    assert w.pin_dialog is not None and w.pin_dialog.creating
+    w.pin_dialog.reject()
+    w.controller.engine.catalog.add_product("STORE-9", "店内商品", 300)
+    QTest.mouseClick(w.staff_button, Qt.MouseButton.LeftButton)
+    assert w.pin_dialog is not None and w.pin_dialog.unset
+    w.pin_dialog.reject()
+
+
 # ---------------------------------------------------------------------------- translations
 TS = ROOT / "resources" / "i18n" / "kiosk_zh_CN.ts"
 QM = ROOT / "resources" / "i18n" / "kiosk_zh_CN.qm"

@@ -269,13 +269,27 @@ class MainWindow(QMainWindow):
         if self.auth is None:
             QMessageBox.information(self, self.tr("Staff"), self.tr("Staff mode is not set up."))
             return None
-        dlg = PinDialog(self.auth, self)
+        dlg = PinDialog(self.auth, self, allow_create=self._pin_setup_allowed())
         dlg.accepted.connect(self.enter_staff)
         dlg.finished.connect(lambda _r: setattr(self, "pin_dialog", None))
         dlg.finished.connect(dlg.deleteLater)  # not kept as a hidden child for good
         self.pin_dialog = dlg
         dlg.open()
         return dlg
+
+    def _pin_setup_allowed(self) -> bool:
+        """May the first staff PIN be chosen on this screen?  Only where settings say so, or
+        on the built-in demo catalogue; a store's kiosk gets its PIN from a technician
+        (``kiosk staff-pin``), so a shopper can never claim staff mode on a fresh kiosk."""
+        staff = getattr(self.settings, "staff", None)
+        if staff is not None and getattr(staff, "pin_setup_on_screen", False):
+            return True
+        try:
+            from kiosk.demo_catalog import is_demo_catalog
+
+            return is_demo_catalog(self.controller.engine.catalog)
+        except Exception:  # noqa: BLE001 - unknown: the safe answer
+            return False
 
     def enter_staff(self) -> None:
         from kiosk.staff_auth import StaffSession

@@ -13,13 +13,15 @@ MAX_PIN = 8
 class PinDialog(QDialog):
     """``accept()``s once the PIN is verified (or created and confirmed)."""
 
-    def __init__(self, auth, parent=None, clock=time.time) -> None:
+    def __init__(self, auth, parent=None, clock=time.time, allow_create: bool = True) -> None:
         super().__init__(parent)
         self.setObjectName("PinDialog")
         self.auth = auth
         self.clock = clock
         self.setModal(True)
-        self.creating = not auth.has_pin()
+        # no PIN yet: create it here, or (a store's kiosk) say how a technician sets it
+        self.unset = not auth.has_pin() and not allow_create
+        self.creating = not auth.has_pin() and allow_create
         self._first: str | None = None  # creating: the PIN typed the first time
         self._pin = ""
         self._message = ""  # a translated message, set by the last action
@@ -57,7 +59,9 @@ class PinDialog(QDialog):
     # ---------------------------------------------------------------- texts
     def retranslate(self) -> None:
         self.setWindowTitle(self.tr("Staff"))
-        if self.creating:
+        if self.unset:
+            self.title.setText(self.tr("No staff PIN yet"))
+        elif self.creating:
             self.title.setText(self.tr("Create a staff PIN") if self._first is None
                                else self.tr("Enter the new PIN again"))
         else:
@@ -74,7 +78,10 @@ class PinDialog(QDialog):
 
     def _show(self) -> None:
         self.dots.setText("●" * len(self._pin) if self._pin else "–")
-        if self._message == "wrong":
+        if self.unset:
+            text = self.tr("A technician sets the staff PIN on the kiosk PC with the command "
+                           "kiosk staff-pin")
+        elif self._message == "wrong":
             text = self.tr("Wrong PIN, try again.")
         elif self._message == "short":
             text = self.tr("The PIN needs at least %1 digits.").replace("%1", str(MIN_PIN))
@@ -104,7 +111,7 @@ class PinDialog(QDialog):
     def _refresh_lock(self) -> None:
         locked = not self.creating and self.locked()
         for b in self.keys.values():
-            b.setEnabled(not locked)
+            b.setEnabled(not locked and not self.unset)
         if locked:
             self._message = "locked"
             if not self._lock_timer.isActive():
@@ -137,6 +144,8 @@ class PinDialog(QDialog):
 
     def _submit(self) -> None:
         pin, self._pin = self._pin, ""
+        if self.unset:
+            return
         if self.creating:
             if len(pin) < MIN_PIN:
                 self._message = "short"

@@ -574,6 +574,10 @@
         <translation>员工</translation>
     </message>
     <message>
+        <source>No staff PIN yet</source>
+        <translation>尚未设置员工密码</translation>
+    </message>
+    <message>
         <source>Create a staff PIN</source>
         <translation>设置员工密码</translation>
     </message>
@@ -596,6 +600,10 @@
     <message>
         <source>Cancel</source>
         <translation>取消</translation>
+    </message>
+    <message>
+        <source>A technician sets the staff PIN on the kiosk PC with the command kiosk staff-pin</source>
+        <translation>请技术人员在自助收银机电脑上用命令 kiosk staff-pin 设置员工密码</translation>
     </message>
     <message>
         <source>Wrong PIN, try again.</source>
