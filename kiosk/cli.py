@@ -336,7 +336,9 @@ def cmd_bench(args) -> int:
     if getattr(args, "gui", False):
         from .ui.bench_gui import run_gui_bench
 
-        result = run_gui_bench(progress=lambda msg: print(msg, file=sys.stderr))
+        result = run_gui_bench(progress=lambda msg: print(msg, file=sys.stderr),
+                               model_process=not args.model_in_process)
+        result["model_process"] = not args.model_in_process
         if args.json:
             _print_json(result)
         else:
@@ -552,6 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gui", action="store_true",
                    help="the real kiosk window offscreen: preview fps, settle-to-receipt "
                         "latency, GUI-thread stalls")
+    s.add_argument("--model-in-process", action="store_true",
+                   help="with --gui: run the model in the GUI's process (for comparison)")
     s.add_argument("--soak", type=float, metavar="MINUTES",
                    help="run the sped-up demo checkout (capture, recognition, sales) this long "
                         "and check memory, threads and open files for growth (exit 1 on FAIL); "
@@ -582,6 +586,10 @@ def main(argv: list[str] | None = None) -> int:
     from .logs import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_embed-server"]:  # the bundle's embedding child process (kiosk.embed.remote)
+        from .embed.remote import serve
+
+        return serve(argv[1:])
     try:
         _early_data_dir(argv)
     except CliError as exc:

@@ -127,6 +127,9 @@ class RecognitionSettings:
                          _detector, "tray")
     background: str | None = _opt("empty-tray calibration image (unset: beside the catalogue)",
                                   _text, example='"/path/to/empty_tray.png"')
+    model_process: bool = _opt("run the recognition model in its own process, so the window "
+                               "never waits for it (Paddle holds Python's lock while it runs)",
+                               _bool, True)
 
 
 @dataclass(frozen=True)

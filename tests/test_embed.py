@@ -396,3 +396,36 @@ def test_model_id_is_reproducible(embedder, tmp_path):
     """A second export in this (busy) process yields the same params file and model id."""
     E.EfficientNetLite0()  # bumps paddle's global parameter-name counters
     assert E.export(tmp_path / "again") == embedder.model_id
+
+
+# ------------------------------------------------------------------ model in a child process
+def test_remote_embedder_matches_the_model_and_survives_a_kill(embedder, tmp_path):
+    """The kiosk runs the model in a child process (Paddle holds the GIL while it runs): same
+    vectors, same model id and threshold; a killed child is replaced on the next call."""
+    import os
+    import signal
+
+    from kiosk.embed.remote import RemoteEmbedder
+
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 255, (90 + 10 * i, 70, 3), dtype=np.uint8) for i in range(4)]
+    with RemoteEmbedder("imagenet" if embedder.model_id.startswith("effnet") else None) as remote:
+        assert (remote.model_id, remote.dim) == (embedder.model_id, embedder.dim)
+        assert remote.threshold == getattr(embedder, "threshold", None)
+        want = embedder.embed(crops).vectors
+        got = remote.embed(crops)
+        assert got.model_id == embedder.model_id
+        np.testing.assert_allclose(got.vectors, want, atol=1e-5)
+        assert remote.embed([]).vectors.shape == (0, embedder.dim)
+        os.kill(remote.pid, signal.SIGKILL)
+        np.testing.assert_allclose(remote.embed(crops[:2]).vectors, want[:2], atol=1e-5)
+        assert remote.restarts == 1
+        pid = remote.pid
+    assert pid is not None
+
+
+def test_remote_embedder_reports_a_model_that_does_not_load(tmp_path):
+    from kiosk.embed.remote import EmbedderProcessError, RemoteEmbedder
+
+    with pytest.raises(EmbedderProcessError, match="could not load the model"):
+        RemoteEmbedder(str(tmp_path))  # an empty folder is no model

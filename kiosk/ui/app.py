@@ -87,12 +87,26 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> Ki
     elif hasattr(camera, "background"):  # the demo camera knows its empty tray
         background = camera.background()
     detector = _get(settings, "recognition.detector")
-    engine = Engine.open(db, embedder=embedder, detector=detector or None, background=background,
-                         threshold=_get(settings, "recognition.threshold"),
-                         k=_get(settings, "recognition.k"))
-    # Paddle Inference keeps Python's GIL for a whole predictor run, so one 15-crop batch froze
-    # the GUI thread for ~230 ms; one crop per run bounds a freeze to ~50 ms at the same total
-    # cost (measured with a 5 ms ticker beside a worker embedding 15 crops).
+    if embedder is None and _get(settings, "recognition.model_process", True):
+        # Paddle Inference keeps Python's GIL for a whole predictor run: in this process every
+        # batch would freeze the GUI thread (~230 ms for 15 crops).  In a child process the
+        # worker thread only waits on a pipe (measured: longest GUI-thread gap 244 → 8 ms
+        # beside a worker embedding 16 crops three times).
+        from kiosk.embed.remote import RemoteEmbedder
+
+        embedder = RemoteEmbedder()
+    try:
+        engine = Engine.open(db, embedder=embedder, detector=detector or None,
+                             background=background,
+                             threshold=_get(settings, "recognition.threshold"),
+                             k=_get(settings, "recognition.k"))
+    except BaseException:
+        if hasattr(embedder, "close"):
+            embedder.close()
+        camera.close()
+        raise
+    # In this process (tests, model_process = false) one crop per run bounds a GUI freeze to
+    # ~50 ms at the same total cost.
     if hasattr(engine.embedder, "batch_size"):
         engine.embedder.batch_size = 1
     settle = _get(settings, "recognition.settle_ms", 300)
@@ -264,6 +278,9 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
                 parts.engine.close()
             except Exception:
                 log.exception("closing the engine")
+            close = getattr(parts.engine.embedder, "close", None)
+            if callable(close):  # the model's child process
+                close()
 
     app.aboutToQuit.connect(shutdown)
     if first_receipt_exit is not None:

@@ -39,7 +39,9 @@ def _script_seconds(script) -> float:
                for s in script)
 
 
-def run_gui_bench(wait_s: float = 3.0, progress=None) -> dict:
+def run_gui_bench(wait_s: float = 3.0, progress=None, model_process: bool = True) -> dict:
+    """``model_process``: the model in its own process, as the kiosk runs it (False: in this
+    process, one crop per Paddle run, for comparison)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("GLOG_minloglevel", "2")
     from PySide6.QtCore import QEvent, QObject, Qt, QTimer
@@ -59,12 +61,19 @@ def run_gui_bench(wait_s: float = 3.0, progress=None) -> dict:
     app = setup_application(settings=settings)
     tmp = tempfile.TemporaryDirectory(prefix="kiosk-gui-bench-")
     say("building the demo catalogue…")
-    embedder = load_embedder()
+    if model_process:
+        from kiosk.embed.remote import RemoteEmbedder
+
+        embedder = RemoteEmbedder()
+    else:
+        embedder = load_embedder()
     db = build_demo_catalog(Path(tmp.name) / "catalog.db", embedder=embedder)
 
     script = _script(wait_s)
     camera = DemoCamera(fps=30, seed=3, realtime=True, script=script)
     engine = Engine.open(db, embedder=embedder, background=camera.background())
+    if hasattr(embedder, "batch_size"):  # in this process: as open_parts does
+        embedder.batch_size = 1
     settle_ms = float(settings.recognition.settle_ms)
     session = CheckoutSession(engine, settle_ms=settle_ms)
 
@@ -166,6 +175,8 @@ def run_gui_bench(wait_s: float = 3.0, progress=None) -> dict:
     window.deleteLater()
     QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     engine.close()
+    if hasattr(embedder, "close"):
+        embedder.close()
     tmp.cleanup()
 
     # ---- figures

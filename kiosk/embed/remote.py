@@ -1,0 +1,212 @@
+"""An :class:`~kiosk.embed.Embedder` whose model runs in a child process.
+
+Paddle Inference keeps Python's GIL for the whole of a predictor run, so in one process every
+crop the kiosk embeds freezes the Qt GUI thread for as long as the run takes (15–50 ms per crop
+on 2 cores).  :class:`RemoteEmbedder` runs the same model in a separate process (a fresh
+interpreter, so no Qt or thread state is inherited) and only waits on a pipe, which releases the GIL: the
+window keeps painting while items are embedded.
+
+The child is the kiosk itself started again (``python -m kiosk.embed.remote``, or the bundle's
+executable with the hidden ``_embed-server`` argument), talking over two pipes.  It is started once, reports the model's id, size and threshold, then embeds batches of
+crops sent over the pipe.  If it dies (killed, out of memory), the next call starts a new one
+and retries once, so a kiosk recovers by itself; a second failure is raised to the caller.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import traceback
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import Embeddings
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 180.0
+
+
+SERVER_ARG = "_embed-server"
+
+
+def server_command(read_fd: int, write_fd: int, spec: str | None) -> list[str]:
+    """The command line of the child: the bundle's own executable, or this Python."""
+    args = [SERVER_ARG, str(read_fd), str(write_fd), spec or "default"]
+    if getattr(sys, "frozen", False):  # PyInstaller bundle: kiosk.cli.main dispatches it
+        return [sys.executable, *args]
+    return [sys.executable, "-m", "kiosk.embed.remote", *args]
+
+
+def serve(args: Sequence[str]) -> int:  # pragma: no cover - runs in the child process
+    """Child process: load the model, then embed whatever arrives until told to quit."""
+    from multiprocessing.connection import Connection
+
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    read_fd, write_fd, spec = int(args[0]), int(args[1]), args[2]
+    conn_in = Connection(read_fd, writable=False)
+    conn_out = Connection(write_fd, readable=False)
+    try:
+        from kiosk.embed import load_embedder
+
+        embedder = load_embedder(None if spec == "default" else spec)
+        conn_out.send(("ready", {"model_id": embedder.model_id, "dim": int(embedder.dim),
+                                 "threshold": getattr(embedder, "threshold", None),
+                                 "name": repr(embedder)}))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        conn_out.send(("error", f"{type(exc).__name__}: {exc}"))
+        return 1
+    while True:
+        try:
+            kind, payload = conn_in.recv()
+        except (EOFError, OSError):
+            return 0  # the parent went away
+        if kind == "quit":
+            return 0
+        try:
+            vectors = embedder.embed(payload).vectors
+            conn_out.send(("ok", vectors))
+        except BaseException as exc:  # noqa: BLE001 - a bad crop must not kill the server
+            conn_out.send(("error", f"{type(exc).__name__}: {exc}\n"
+                                    f"{traceback.format_exc(limit=3)}"))
+
+
+class EmbedderProcessError(RuntimeError):
+    """The embedding process failed to start or died twice in a row."""
+
+
+class RemoteEmbedder:
+    """:class:`kiosk.embed.Embedder` backed by :func:`kiosk.embed.load_embedder` ``(spec)`` in a
+    child process.  Thread-safe (one batch at a time); :meth:`close` stops the child."""
+
+    def __init__(self, spec: str | None = None, start_timeout: float = START_TIMEOUT_S) -> None:
+        self.spec = spec
+        self.start_timeout = start_timeout
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._send = self._recv = None
+        self.restarts = 0
+        info = self._start()
+        self.model_id: str = info["model_id"]
+        self.dim: int = info["dim"]
+        self.threshold: float | None = info["threshold"]
+        self._name = info["name"]
+
+    def __repr__(self) -> str:
+        pid = self._proc.pid if self._proc is not None else None
+        return f"RemoteEmbedder({self._name}, pid={pid})"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    # ------------------------------------------------------------------ process
+    def _start(self) -> dict[str, Any]:
+        from multiprocessing.connection import Connection
+
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        try:
+            proc = subprocess.Popen(server_command(to_child_r, from_child_w, self.spec),
+                                    pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
+                                    close_fds=True)
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        send = Connection(to_child_w, readable=False)
+        recv = Connection(from_child_r, writable=False)
+        if not recv.poll(self.start_timeout):
+            proc.kill()
+            proc.wait(5)
+            send.close()
+            recv.close()
+            raise EmbedderProcessError(f"the embedding process did not start within "
+                                       f"{self.start_timeout:.0f} s")
+        try:
+            kind, payload = recv.recv()
+        except (EOFError, OSError) as exc:
+            code = proc.wait(5)
+            send.close()
+            recv.close()
+            raise EmbedderProcessError(f"the embedding process died while starting "
+                                       f"(exit code {code})") from exc
+        if kind != "ready":
+            proc.wait(10)
+            send.close()
+            recv.close()
+            raise EmbedderProcessError(f"the embedding process could not load the model: "
+                                       f"{payload}")
+        self._proc, self._send, self._recv = proc, send, recv
+        log.info("embedding process %d ready: %s", proc.pid, payload["name"])
+        return payload
+
+    def _stop(self) -> None:
+        proc, send, recv = self._proc, self._send, self._recv
+        self._proc = self._send = self._recv = None
+        if send is not None:
+            try:
+                send.send(("quit", None))
+            except (OSError, ValueError):
+                pass
+            send.close()
+        if proc is not None:
+            try:
+                proc.wait(2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(2)
+        if recv is not None:
+            recv.close()
+
+    def _call(self, crops: list[np.ndarray]) -> np.ndarray:
+        if self._send is None:
+            info = self._start()
+            if info["model_id"] != self.model_id:
+                raise EmbedderProcessError(f"the restarted embedding process loaded "
+                                           f"{info['model_id']}, not {self.model_id}")
+        self._send.send(("embed", crops))
+        kind, payload = self._recv.recv()
+        if kind != "ok":
+            raise RuntimeError(f"embedding failed: {payload}")
+        return payload
+
+    # ------------------------------------------------------------------ Embedder
+    def embed(self, crops: Sequence[np.ndarray]) -> Embeddings:
+        crops = [np.ascontiguousarray(c) for c in crops]
+        if not crops:
+            return Embeddings(np.zeros((0, self.dim), np.float32), self.model_id)
+        with self._lock:
+            try:
+                vectors = self._call(crops)
+            except (EOFError, OSError, BrokenPipeError) as exc:
+                # the child died (killed, out of memory): start a new one and try once more
+                code = self._proc.poll() if self._proc is not None else None
+                log.warning("embedding process died (%s, exit code %s): restarting it", exc,
+                            code)
+                self._stop()
+                self.restarts += 1
+                try:
+                    vectors = self._call(crops)
+                except (EOFError, OSError) as again:
+                    self._stop()
+                    raise EmbedderProcessError(f"the embedding process died again: {again}") \
+                        from again
+        return Embeddings(np.asarray(vectors, np.float32), self.model_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def __enter__(self) -> "RemoteEmbedder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+if __name__ == "__main__":  # pragma: no cover - the child process
+    sys.exit(serve(sys.argv[2:] if sys.argv[1:2] == [SERVER_ARG] else sys.argv[1:]))
+
