@@ -88,6 +88,10 @@ class Engine:
         if self.index_action != "loaded":
             log.info("vector index %s: %s", self.index_path, self.index_action)
             self.index.save(self.index_path)
+        # The first faiss search in a process pays for page faults and thread set-up
+        # (~20 ms): pay it here, not on the first tray.
+        if self.index.n_live:
+            self.index.search(np.zeros((1, self.index.dim), np.float32), k=1)
 
     # -------------------------------------------------------------- factory
     @classmethod

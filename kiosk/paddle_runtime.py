@@ -90,10 +90,37 @@ def params_digest(model_dir: str | os.PathLike, length: int = 12) -> str:
     return h.hexdigest()[:length]
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), where oneDNN's bf16
+    kernels run about twice as fast as fp32 at the same results (cosine > 0.99 to fp32)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: str | None) -> str:
+    """``"auto"`` (or unset): ``KIOSK_PRECISION`` if set, else bf16 where the CPU has it."""
+    precision = (precision or "auto").lower()
+    if precision == "auto":
+        precision = os.environ.get("KIOSK_PRECISION", "auto").lower()
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "auto":
+        precision = "bf16" if cpu_has_bf16() else "fp32"
+    return precision
+
+
 def create_predictor(
-    model_dir: str | os.PathLike, use_onednn: bool = True, num_threads: int | None = None
+    model_dir: str | os.PathLike, use_onednn: bool = True, num_threads: int | None = None,
+    precision: str = "fp32",
 ):
-    """Build a CPU Paddle Inference predictor for the model in ``model_dir``."""
+    """Build a CPU Paddle Inference predictor for the model in ``model_dir``
+    (``precision`` "bf16" needs oneDNN and a CPU with bf16; see :func:`resolve_precision`)."""
     paddle = import_paddle()
     prog, params = find_model_files(model_dir)
     config = paddle.inference.Config(str(prog), str(params))
@@ -101,6 +128,8 @@ def create_predictor(
     config.set_cpu_math_library_num_threads(num_threads or num_cpu_threads())
     if use_onednn:
         config.enable_mkldnn()
+        if precision == "bf16":
+            config.enable_mkldnn_bfloat16()
     else:
         config.disable_mkldnn()
     config.switch_ir_optim(True)
@@ -112,12 +141,15 @@ class PaddleModel:
     """A predictor with name-based numpy I/O and a oneDNN fallback on the first failing run."""
 
     def __init__(
-        self, model_dir: str | os.PathLike, use_onednn: bool = True, num_threads: int | None = None
+        self, model_dir: str | os.PathLike, use_onednn: bool = True, num_threads: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.model_dir = Path(model_dir)
         self.num_threads = num_threads
         self.use_onednn = use_onednn
-        self._predictor = create_predictor(self.model_dir, use_onednn, num_threads)
+        self.precision = resolve_precision(precision) if use_onednn else "fp32"
+        self._predictor = create_predictor(self.model_dir, use_onednn, num_threads,
+                                           self.precision)
         self._ran_ok = False
         self._lock = threading.Lock()
 
@@ -155,6 +187,19 @@ class PaddleModel:
                 if not self.use_onednn or self._ran_ok:
                     raise
                 lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+                if self.precision == "bf16":  # first try oneDNN in fp32
+                    log.warning("Paddle model %s failed its first run in bf16 (%s); using fp32",
+                                self.model_dir, " | ".join(lines[:3])[:300])
+                    self.precision = "fp32"
+                    try:
+                        self._predictor = create_predictor(self.model_dir, True,
+                                                           self.num_threads, "fp32")
+                        out = self._run_once(feed)
+                        self._ran_ok = True
+                        return out
+                    except Exception as again:  # noqa: BLE001
+                        exc = again
+                        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
                 log.warning(
                     "Paddle model %s failed on its first run with oneDNN (%s: %s); "
                     "falling back to plain CPU kernels",

@@ -172,8 +172,10 @@ class SelfTest:
         if vec.shape != (1, self.embedder.dim) or not np.isfinite(vec).all() or abs(norm - 1) > 1e-3:
             raise CheckFailed(f"model {self.embedder.model_id} gave a bad embedding "
                               f"(shape {vec.shape}, norm {norm:.3f})")
-        onednn = getattr(getattr(self.embedder, "model", None), "use_onednn", None)
-        extra = "" if onednn is None else (", oneDNN" if onednn else ", plain CPU kernels")
+        model = getattr(self.embedder, "model", None)
+        onednn = getattr(model, "use_onednn", None)
+        extra = "" if onednn is None else (
+            f", oneDNN {getattr(model, 'precision', 'fp32')}" if onednn else ", plain CPU kernels")
         return (f"{self.embedder.model_id} ({self.embedder.dim}-d{extra}), loaded in "
                 f"{load_s:.1f} s")
 

@@ -179,7 +179,7 @@ class PaddleEmbedder:
     """:class:`kiosk.embed.Embedder` for a PaddleClas-style exported model folder."""
 
     def __init__(self, model_dir: str | os.PathLike, batch_size: int = 32, use_onednn: bool = True,
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, precision: str = "auto") -> None:
         self.model_dir = Path(model_dir)
         find_model_files(self.model_dir)  # clear error for a missing/incomplete folder
         cfg_path = self.model_dir / "inference.yml"
@@ -194,7 +194,9 @@ class PaddleEmbedder:
         thres = (cfg.get("IndexProcess") or {}).get("score_thres")
         self.threshold: float | None = float(thres) if thres is not None else None
         self.batch_size = max(1, int(batch_size))
-        self.model = PaddleModel(self.model_dir, use_onednn=use_onednn, num_threads=num_threads)
+        # bf16 where the CPU has it (auto): ~2x faster per crop, cosine > 0.99 to fp32
+        self.model = PaddleModel(self.model_dir, use_onednn=use_onednn, num_threads=num_threads,
+                                 precision=precision)
         names = self.model.input_names
         if len(names) != 1:
             raise ValueError(f"{self.model_dir}: an embedding model must have one input, has {names}")
@@ -208,7 +210,20 @@ class PaddleEmbedder:
         self.dim: int = int(out.shape[1])
 
     def __repr__(self) -> str:
-        return f"PaddleEmbedder({str(self.model_dir)!r}, model_id={self.model_id!r}, dim={self.dim})"
+        return (f"PaddleEmbedder({str(self.model_dir)!r}, model_id={self.model_id!r}, "
+                f"dim={self.dim}, precision={self.model.precision!r})")
+
+    def warm_up(self, max_batch: int = 16) -> None:
+        """Run every batch size up to ``max_batch`` once.  oneDNN builds its kernels for each
+        input shape on first use (~40 ms each on 2 cores), which a kiosk would otherwise pay
+        on the first tray of each item count; afterwards batches are capped at ``max_batch``.
+        Only for a fixed input size (the usual PaddleClas resize)."""
+        wh = self.preprocess.output_wh
+        if wh is None:
+            return
+        for n in range(1, max_batch + 1):
+            self._forward(np.zeros((n, 3, wh[1], wh[0]), np.float32))
+        self.batch_size = min(self.batch_size, max_batch)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         out = self.model.run({self._input: x})[0]

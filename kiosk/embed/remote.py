@@ -59,6 +59,14 @@ def serve(args: Sequence[str]) -> int:  # pragma: no cover - runs in the child p
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         conn_out.send(("error", f"{type(exc).__name__}: {exc}"))
         return 1
+    # the kiosk's trays hold 1-16 items: build oneDNN's kernels for those batch sizes now
+    # (~1.6 s, while the window starts) rather than on the first tray of each size
+    warm_up = getattr(embedder, "warm_up", None)
+    if callable(warm_up):
+        try:
+            warm_up()
+        except Exception:  # noqa: BLE001 - only a speed-up
+            pass
     while True:
         try:
             kind, payload = conn_in.recv()
