@@ -79,8 +79,8 @@ class PinDialog(QDialog):
     def _show(self) -> None:
         self.dots.setText("●" * len(self._pin) if self._pin else "–")
         if self.unset:
-            text = self.tr("A technician sets the staff PIN on the kiosk PC with the command "
-                           "kiosk staff-pin")
+            text = self.tr("A technician sets the staff PIN on the kiosk PC with the "
+                           "command:") + "\nkiosk staff-pin"
         elif self._message == "wrong":
             text = self.tr("Wrong PIN, try again.")
         elif self._message == "short":

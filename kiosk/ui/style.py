@@ -40,6 +40,7 @@ QPushButton#KeypadButton, QPushButton#KeypadOk {
     min-height: 72px; min-width: 96px; font-size: %(big)dpt;
 }
 QPushButton#KeypadOk { background: #1f6feb; color: white; border: none; font-weight: bold; }
+QPushButton#KeypadOk:disabled { background: #a9c4ee; color: #eef3fb; }
 QLabel#TotalLabel { font-size: %(huge)dpt; font-weight: bold; color: #111; }
 QLabel#TotalCaption { font-size: %(btn)dpt; color: #555; }
 QLabel#Title { font-size: %(big)dpt; font-weight: bold; }

@@ -602,8 +602,8 @@
         <translation>取消</translation>
     </message>
     <message>
-        <source>A technician sets the staff PIN on the kiosk PC with the command kiosk staff-pin</source>
-        <translation>请技术人员在自助收银机电脑上用命令 kiosk staff-pin 设置员工密码</translation>
+        <source>A technician sets the staff PIN on the kiosk PC with the command:</source>
+        <translation>请技术人员在自助收银机电脑上用以下命令设置员工密码：</translation>
     </message>
     <message>
         <source>Wrong PIN, try again.</source>
