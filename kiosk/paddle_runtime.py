@@ -51,6 +51,10 @@ def import_paddle():
 
 
 def num_cpu_threads() -> int:
+    """Math threads per predictor: ``KIOSK_THREADS`` if set, else every usable core."""
+    env = os.environ.get("KIOSK_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - non-Linux
