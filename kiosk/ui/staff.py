@@ -749,7 +749,7 @@ class AuditTab(QWidget):
     def _fields(self, data, currency: str, keys) -> str:
         if not isinstance(data, dict):
             return "–" if data is None else str(data)
-        return ", ".join(f"{self._key(k)} {self._value(k, data.get(k), currency)}"
+        return ", ".join(f"{self._key(k)}: {self._value(k, data.get(k), currency)}"
                          for k in keys if k in data)
 
     def change_text(self, row: dict) -> str:
@@ -772,7 +772,7 @@ class AuditTab(QWidget):
             keys = [k for k in before if k != "currency"] if isinstance(before, dict) else []
             return f"{self._fields(before, currency, keys)} → –"
         keys = [k for k in after if k != "currency"] if isinstance(after, dict) else []
-        return f"→ {self._fields(after, currency, keys)}"
+        return self._fields(after, currency, keys)  # something new: just what it is
 
     @staticmethod
     def _local_time(stamp: str) -> str:
@@ -882,7 +882,7 @@ class StaffPage(QWidget):
         for i, text in enumerate((self.tr("Enrol new product"), self.tr("Catalogue"),
                                   self.tr("Tray"), self.tr("Camera"),
                                   self.tr("Audit log & backup"))):
-            self.tabs.setTabText(i, text)
+            self.tabs.setTabText(i, text.replace("&", "&&"))  # a literal "&", not a shortcut
 
     def _tab_changed(self, i: int) -> None:
         if self.tabs.widget(i) is self.catalogue:
