@@ -116,6 +116,35 @@ class TrayView(QWidget):
             return name, price + "  " + self.tr("(cashier)"), style.MANUAL, True
         return name, price, style.RECOGNISED, False
 
+    def _place_tag(self, rect: QRectF, tw: float, th: float, others: list[QRectF],
+                   placed: list[QRectF]) -> QRectF:
+        """Where a box's tag goes: the first of above / below / inside-top (left-aligned, then
+        right-aligned) that stays on screen and covers no other box or tag, else the one that
+        covers the least."""
+        def clamp_x(x: float) -> float:
+            return min(max(x, 2.0), self.width() - tw - 2)
+
+        spots = []
+        for y in (rect.top() - th - 3, rect.bottom() + 3, rect.top() + 3):
+            for x in (rect.left(), rect.right() - tw):
+                spots.append(QRectF(clamp_x(x), y, tw, th))
+
+        def cost(tag: QRectF) -> float:
+            if tag.top() < 0 or tag.bottom() > self.height():
+                return float("inf")
+            c = 0.0
+            for r in (*others, *placed):
+                inter = tag.intersected(r)
+                if not inter.isEmpty():
+                    c += inter.width() * inter.height() * (2.0 if r in placed else 1.0)
+            return c
+
+        costs = [cost(t) for t in spots]
+        best = min(range(len(spots)), key=lambda i: (costs[i], i))
+        if costs[best] == float("inf"):  # nowhere fits on screen: inside the box's top
+            return QRectF(clamp_x(rect.left()), max(0.0, rect.top() + 3), tw, th)
+        return spots[best]
+
     def paintEvent(self, event) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -137,23 +166,26 @@ class TrayView(QWidget):
         small = QFont(self.font())
         small.setPointSizeF(max(8.0, base * 0.9))
         fb, fs = QFontMetricsF(bold), QFontMetricsF(small)
-        for item in self._items:
-            name, price, colour, dashed = self._label(item)
-            rect = self.box_rect(item.box)
+        labelled = [(item, self.box_rect(item.box), *self._label(item)) for item in self._items]
+        for _item, rect, _name, _price, colour, dashed in labelled:
             pen = QPen(colour, 4)
             if dashed:
                 pen.setStyle(Qt.PenStyle.DashLine)
             p.setPen(pen)
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawRoundedRect(rect, 6, 6)
-            # a two-line tag (name, price) above the box; inside it when at the top edge
-            pad = 8
+        # two-line tags (name, price), drawn over the boxes, each placed where it covers the
+        # fewest other boxes and tags: above the box, below it, or inside its top
+        pad = 8
+        th = fb.height() + fs.height() + 8
+        boxes = [r for _i, r, *_rest in labelled]
+        placed: list[QRectF] = []
+        for n, (_item, rect, name, price, colour, _dashed) in enumerate(labelled):
             want = max(fb.horizontalAdvance(name), fs.horizontalAdvance(price)) + 2 * pad
             tw = min(want, max(rect.width(), 300.0), self.width() - 4.0)
-            th = fb.height() + fs.height() + 8
-            ty = rect.top() - th - 3 if rect.top() - th - 3 >= 0 else rect.top() + 3
-            tx = min(max(rect.left(), 2.0), self.width() - tw - 2)
-            tag = QRectF(tx, ty, tw, th)
+            tag = self._place_tag(rect, tw, th, [b for k, b in enumerate(boxes) if k != n],
+                                  placed)
+            placed.append(tag)
             path = QPainterPath()
             path.addRoundedRect(tag, 6, 6)
             p.fillPath(path, colour)
