@@ -239,6 +239,12 @@ class CheckoutSession:
         self._state = state
         return state
 
+    def refresh(self) -> SessionState:
+        """The current items again with the catalogue's current names and prices (after staff
+        changed a price, renamed or priced a product), without recognising anything."""
+        with self._lock:
+            return self._restate()
+
     def _restate(self) -> SessionState:
         s = self._state
         return self._make_state(s.frame_index, s.settled, s.timings_ms, s.n_embedded)

@@ -279,7 +279,9 @@ def test_staff_pin_enrol_makes_a_new_product_recognised(qtbot, make_kiosk):
 
 
 def test_catalogue_price_deactivate_delete_and_staff_timeout(qtbot, make_kiosk):
-    w = make_kiosk([("wait", 60)])
+    w = make_kiosk([("add", "DEMO-001", 400, 300, 0), ("wait", 60)])
+    wait_items(qtbot, w, ["DEMO-001"])
+    assert w.controller.state.receipt.total == 350
     w.auth.set_pin("1357")
     QTest.mouseClick(w.staff_button, Qt.MouseButton.LeftButton)
     w.pin_dialog.enter("1357")
@@ -288,8 +290,12 @@ def test_catalogue_price_deactivate_delete_and_staff_timeout(qtbot, make_kiosk):
     page.tabs.setCurrentWidget(page.catalogue)
     tab = page.catalogue
     assert "DEMO-001" in tab.skus() and len(tab.skus()) == 13
+    seen = w.controller.session.recognitions
     tab.set_price("DEMO-001", "4.20")
     assert w.controller.engine.product("DEMO-001").price == 420
+    # the basket shows the new price at once, without recognising the tray again
+    assert w.controller.state.receipt.total == 420
+    assert w.controller.session.recognitions == seen
     assert tab.select("DEMO-002")
     tab.toggle_active()
     assert not w.controller.engine.catalog.get_product("DEMO-002").active

@@ -248,4 +248,9 @@ class KioskController(QObject):
 
     # --------------------------------------------------------------------- staff
     def notify_catalogue_changed(self) -> None:
+        """Staff changed the catalogue: the basket shows new prices and names at once."""
+        try:
+            self._publish(self.session.refresh(), intent=True)
+        except Exception:  # noqa: BLE001 - the next recognition shows them anyway
+            log.exception("refreshing the basket after a catalogue change")
         self.catalogueChanged.emit()
