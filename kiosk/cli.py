@@ -25,8 +25,9 @@ def _demo_db() -> Path:
     return data_dir() / "demo" / "catalog.db"
 
 
-def resolve_db(arg: str | None) -> Path:
-    """--db, else $KIOSK_DB, else the store catalogue if it exists, else the demo catalogue."""
+def resolve_db(arg: str | None, embedder=None) -> Path:
+    """--db, else $KIOSK_DB, else the store catalogue if it exists, else the demo catalogue
+    (built on first use, with ``embedder`` when given)."""
     from .paths import default_db_path
 
     if arg:
@@ -40,7 +41,7 @@ def resolve_db(arg: str | None) -> Path:
         from .demo_catalog import build_demo_catalog
 
         print(f"no catalogue yet: using the built-in demo catalogue at {db}", file=sys.stderr)
-        build_demo_catalog(db)
+        build_demo_catalog(db, embedder=embedder)
     return db
 
 

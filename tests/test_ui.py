@@ -370,6 +370,18 @@ def test_pin_lockout_shows_the_time_left(qtbot, app):
         cat.close()
 
 
+def test_kiosk_mode_window_cannot_be_closed_by_the_shopper(qtbot, make_kiosk):
+    w = make_kiosk([("wait", 60)])
+    w.lock_down()
+    w.show()
+    qtbot.waitExposed(w)
+    assert w.windowFlags() & Qt.WindowType.FramelessWindowHint
+    assert not w.close()  # Alt+F4 / the window manager's close is refused
+    assert w.isVisible()
+    w._allow_close = True  # what the application does when it quits
+    assert w.close()
+
+
 def test_first_pin_is_not_chosen_on_a_store_kiosk(qtbot, app, tmp_path, monkeypatch):
     """On a store's catalogue a fresh kiosk has no PIN: the shopper-facing screen must not let
     anyone claim staff mode; a technician sets the PIN with ``kiosk staff-pin``."""

@@ -78,7 +78,22 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> Ki
     camera = open_camera_for(source, settings)
     if db_path is None and _get(settings, "paths.db"):
         db_path = settings.db_path()
-    db = resolve_db(str(db_path) if db_path else None)
+    if embedder is None and _get(settings, "recognition.model_process", True):
+        # Paddle Inference keeps Python's GIL for a whole predictor run: in this process every
+        # batch would freeze the GUI thread (~230 ms for 15 crops).  In a child process the
+        # worker thread only waits on a pipe (measured: longest GUI-thread gap 244 → 8 ms
+        # beside a worker embedding 16 crops three times).  Started first, so that building
+        # the demo catalogue on a first start uses it too (no model in this process at all).
+        from kiosk.embed.remote import RemoteEmbedder
+
+        embedder = RemoteEmbedder()
+    try:
+        db = resolve_db(str(db_path) if db_path else None, embedder=embedder)
+    except BaseException:
+        if hasattr(embedder, "close"):
+            embedder.close()
+        camera.close()
+        raise
     background = None
     if _get(settings, "recognition.background"):
         from kiosk.gallery_io import load_image
@@ -87,14 +102,6 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> Ki
     elif hasattr(camera, "background"):  # the demo camera knows its empty tray
         background = camera.background()
     detector = _get(settings, "recognition.detector")
-    if embedder is None and _get(settings, "recognition.model_process", True):
-        # Paddle Inference keeps Python's GIL for a whole predictor run: in this process every
-        # batch would freeze the GUI thread (~230 ms for 15 crops).  In a child process the
-        # worker thread only waits on a pipe (measured: longest GUI-thread gap 244 → 8 ms
-        # beside a worker embedding 16 crops three times).
-        from kiosk.embed.remote import RemoteEmbedder
-
-        embedder = RemoteEmbedder()
     try:
         engine = Engine.open(db, embedder=embedder, detector=detector or None,
                              background=background,
@@ -265,12 +272,16 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
                  parts.db_path, getattr(parts.engine.embedder, "model_id", "?"))
         if first_receipt_exit is not None:
             _exit_on_first_receipt(app, window, holder)
+        if _get(settings, "ui.kiosk_mode", False):
+            window.lock_down()
+        _quit_on_sigterm(app)  # again: importing paddle here (model_process off) replaces it
         window.showFullScreen() if kiosk_mode else window.resize(1280, 800) or window.show()
         splash.close()
 
     def shutdown() -> None:
         window = holder.get("window")
         if window is not None:
+            window._allow_close = True
             window.controller.shutdown()
         parts = holder.get("parts")
         if parts is not None:
@@ -283,6 +294,7 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
                 close()
 
     app.aboutToQuit.connect(shutdown)
+    _quit_on_sigterm(app)
     if first_receipt_exit is not None:
         from PySide6.QtCore import QTimer
 
@@ -295,6 +307,30 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
     run_task(open_parts, settings, on_done=started, on_error=splash.fail)
     status = app.exec()
     return holder.get("status", status)
+
+
+def _quit_on_sigterm(app) -> None:
+    """``systemctl stop`` (SIGTERM) and Ctrl+C end the kiosk cleanly (threads stopped, index
+    saved) instead of killing it mid-frame.  Python runs signal handlers only between
+    bytecodes, so a timer lets the interpreter in while Qt's event loop waits."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def stop(signum, _frame) -> None:
+        log.info("signal %d: quitting", signum)
+        app.quit()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(sig, stop)
+        except ValueError:  # not the main thread (tests)
+            return
+    if getattr(app, "_kiosk_signal_timer", None) is None:
+        timer = QTimer(app)
+        timer.timeout.connect(lambda: None)
+        timer.start(250)
+        app._kiosk_signal_timer = timer  # type: ignore[attr-defined]
 
 
 def _exit_on_first_receipt(app, window, holder) -> None:

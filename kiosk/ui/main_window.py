@@ -333,7 +333,19 @@ class MainWindow(QMainWindow):
             self.leave_staff()
 
     # ------------------------------------------------------------------- close
+    def lock_down(self) -> None:
+        """Kiosk mode (``ui.kiosk_mode``): no window frame, kept on top, and the shopper cannot
+        close it (Alt+F4, the window manager's close); the service manager stops it with a
+        signal (``systemctl --user stop kiosk``) and restarts it if it ever exits."""
+        self.locked = True
+        self.setWindowFlags(self.windowFlags() | Qt.WindowType.FramelessWindowHint
+                            | Qt.WindowType.WindowStaysOnTopHint)
+
     def closeEvent(self, event) -> None:
+        if getattr(self, "locked", False) and not getattr(self, "_allow_close", False):
+            log.info("kiosk mode: a request to close the window was refused")
+            event.ignore()
+            return
         self.preview_timer.stop()
         self.staff_timer.stop()
         super().closeEvent(event)
