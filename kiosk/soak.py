@@ -122,6 +122,31 @@ def _checkout(session, confirm: bool = False) -> tuple[bool, int]:
     return True, corrections
 
 
+def _model_and_catalogue(embedder, db, tmp: Path, progress):
+    """The model (loaded here unless given) and a catalogue (the demo one, built in ``tmp``,
+    unless given)."""
+    if embedder is None:
+        from .embed import load_embedder
+
+        progress("loading the model ...")
+        embedder = load_embedder()
+    if db is None:
+        from .demo_catalog import build_demo_catalog
+
+        progress("demo catalogue ...")
+        db = build_demo_catalog(tmp / "soak.db", embedder=embedder)
+    return embedder, db
+
+
+def _open_engine(db, embedder, demo):
+    from .engine import Engine
+
+    engine = Engine.open(db, embedder=embedder, background=demo.background())
+    if hasattr(engine.embedder, "batch_size"):  # in-process, as ui/app.py runs it then
+        engine.embedder.batch_size = 1
+    return engine
+
+
 def run_soak(minutes: float, *, embedder=None, db: str | Path | None = None, seed: int = 0,
              sample_s: float | None = None, limit_pct: float = LIMIT_PCT,
              progress: Callable[[str], None] = lambda m: None) -> dict:
@@ -140,21 +165,10 @@ def run_soak(minutes: float, *, embedder=None, db: str | Path | None = None, see
     sample_s = float(sample_s) if sample_s else min(5.0, max(0.25, duration / 100.0))
     warmup_s = WARMUP_FRACTION * duration
     with tempfile.TemporaryDirectory(prefix="kiosk-soak-") as tmp:
-        if embedder is None:
-            from .embed import load_embedder
-
-            progress("loading the model ...")
-            embedder = load_embedder()
-        if db is None:
-            from .demo_catalog import build_demo_catalog
-
-            progress("demo catalogue ...")
-            db = build_demo_catalog(Path(tmp) / "soak.db", embedder=embedder)
+        embedder, db = _model_and_catalogue(embedder, db, Path(tmp), progress)
         demo = DemoCamera(fps=30, seed=seed, realtime=False)
         camera = LockstepCamera(demo)
-        engine = Engine.open(db, embedder=embedder, background=demo.background())
-        if hasattr(engine.embedder, "batch_size"):  # as the kiosk runs it (ui/app.py)
-            engine.embedder.batch_size = 1
+        engine = _open_engine(db, embedder, demo)
         session = CheckoutSession(engine)
         statuses: list[str] = []
         capture = CaptureThread(camera, on_status=lambda s, m: statuses.append(s))
@@ -281,20 +295,9 @@ def run_gui_soak(minutes: float, *, embedder=None, db: str | Path | None = None,
     settings = Settings()
     app = setup_application(settings=settings)
     with tempfile.TemporaryDirectory(prefix="kiosk-soak-gui-") as tmp:
-        if embedder is None:
-            from .embed import load_embedder
-
-            progress("loading the model ...")
-            embedder = load_embedder()
-        if db is None:
-            from .demo_catalog import build_demo_catalog
-
-            progress("demo catalogue ...")
-            db = build_demo_catalog(Path(tmp) / "soak.db", embedder=embedder)
+        embedder, db = _model_and_catalogue(embedder, db, Path(tmp), progress)
         demo = DemoCamera(fps=30, seed=seed, realtime=True)
-        engine = Engine.open(db, embedder=embedder, background=demo.background())
-        if hasattr(engine.embedder, "batch_size"):
-            engine.embedder.batch_size = 1
+        engine = _open_engine(db, embedder, demo)
         session = CheckoutSession(engine)
         window = build_window(KioskParts(engine, session, demo, "demo", Path(db)), settings)
         window.resize(1280, 800)
