@@ -65,6 +65,26 @@ def test_neck_round_trip_and_rebuilt_model_is_the_same(tiny_run, tmp_path):
     assert np.allclose(rebuilt.embed(crops).vectors, original.embed(crops).vectors, atol=1e-5)
 
 
+def test_exported_model_gives_what_training_measured(tiny_run):
+    """The kiosk runs the export on Paddle Inference with oneDNN; it must embed exactly as the
+    training evaluated it (cached descriptors through the neck).  Paddle 3.3.1's oneDNN once
+    shrank the plain `gap` half 14x (a scale after a normalisation, mis-fused), so the kiosk
+    ran a different model than the one measured."""
+    from kiosk.embed.paddle import PaddleEmbedder
+    from kiosk.train import FeatureCache, _project
+
+    root, _ = tiny_run
+    neck, _cfg, _thr = load_neck(root / "neck.npz")
+    paths = [e.path for e in parse_gallery_list(DEMO_LIST)[:4]]
+    want = _project(neck, FeatureCache(root / "cache").descriptors(paths)[:, 0])
+    for precision in ("fp32", "bf16"):
+        emb = PaddleEmbedder(root / "model", precision=precision)
+        got = emb.embed([load_image(p) for p in paths]).vectors
+        assert (got * want).sum(axis=1).min() > 0.99, precision
+        # both halves as trained: the plain ImageNet part and the neck, 1/sqrt(2) each
+        np.testing.assert_allclose(np.linalg.norm(got[:, :1280], axis=1), 2 ** -0.5, atol=0.01)
+
+
 def test_training_refuses_a_single_label(tmp_path):
     one = tmp_path / "one.txt"
     first = parse_gallery_list(DEMO_LIST)[0]
