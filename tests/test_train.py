@@ -111,7 +111,7 @@ def test_held_out_split_floors(dev_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("split")
     files = write_split(dev_split(dev_data), root / "lists")
     report = run_training(
-        [files["train"]], None, TrainConfig(views=2), gallery_list=files["gallery"],
+        [files["train"]], root / "model", TrainConfig(views=2), gallery_list=files["gallery"],
         query_lists={"known": files["query_known"], "unseen": files["query_unseen"],
                      "unknown": files["query_unknown"]},
         cache_dir=root / "cache")
@@ -121,3 +121,11 @@ def test_held_out_split_floors(dev_data, tmp_path_factory):
         assert final[name]["recall_at_1"] >= floor, (name, final[name])
     assert final["known"]["false_reject_rate"] <= 0.05
     assert 0.0 <= final["unknown_reject_rate"] <= 1.0
+    # the exported model, as the kiosk runs it (Paddle Inference, oneDNN), measures the same
+    from kiosk.decide import Decider
+    from kiosk.evaluate import evaluate_lists
+
+    kiosk = evaluate_lists(load_embedder(str(root / "model")), files["gallery"],
+                           files["query_unseen"], Decider())
+    assert kiosk.recall_at_1 >= HELD_OUT_FLOORS["unseen"]
+    assert abs(kiosk.recall_at_1 - final["unseen"]["recall_at_1"]) < 0.03
