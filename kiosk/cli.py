@@ -302,7 +302,8 @@ def cmd_train(args) -> int:
     from .train import TrainConfig, run_training
 
     cfg = TrainConfig(inputs=tuple(args.inputs.split(",")), dim=args.dim, margin=args.margin,
-                      epochs=args.epochs, views=args.views, seed=args.seed, blend=args.blend)
+                      epochs=args.epochs, views=args.views, seed=args.seed, blend=args.blend,
+                      backbone=args.backbone, plain=tuple(args.plain.split(",")))
     queries = dict(q.split("=", 1) if "=" in q else (Path(q).stem, q) for q in args.query)
     if queries and not args.gallery:
         raise CliError("--query needs --gallery")
@@ -545,6 +546,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--margin", type=float, default=0.3)
     s.add_argument("--epochs", type=int, default=30)
     s.add_argument("--views", type=int, default=8, help="augmented views per image")
+    s.add_argument("--backbone", default="lite0", choices=["lite0", "mnv2", "lite0+mnv2"],
+                   help="frozen ImageNet trunk(s): EfficientNet-Lite0, MobileNetV2 (mgap), or both")
+    s.add_argument("--plain", default="gap",
+                   help="plain descriptors kept beside the neck output with --blend (e.g. gap,mgap)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_train)

@@ -47,15 +47,23 @@ F = paddle.nn.functional
 
 log = logging.getLogger(__name__)
 
-DESCRIPTORS = {"gap": 1280, "gem": 1280, "mid": 192, "low": 112}
+DESCRIPTORS = {"gap": 1280, "gem": 1280, "mid": 192, "low": 112, "mgap": 1280}
+# Which descriptors each backbone gives: ``mgap`` is the global average pool of a second
+# ImageNet trunk, MobileNetV2 (:mod:`kiosk.embed.mobilenetv2`), cached on its own.
+LITE0_DESCRIPTORS = ("gap", "gem", "mid", "low")
+MNV2_DESCRIPTORS = ("mgap",)
+BACKBONES = {"lite0": LITE0_DESCRIPTORS, "mnv2": MNV2_DESCRIPTORS,
+             "lite0+mnv2": LITE0_DESCRIPTORS + MNV2_DESCRIPTORS}
 _MID_BLOCK, _LOW_BLOCK = 14, 10  # last block of the 192- and 112-channel stages
 GEM_P = 3.0
 CACHE_VERSION = 1
 
 
-def _slices(names: Sequence[str]) -> list[tuple[int, int]]:
+def _slices(names: Sequence[str], layout: Sequence[str] = tuple(DESCRIPTORS)) -> list[tuple[int, int]]:
+    """Column ranges of ``names`` in a cached row holding the descriptors of ``layout``."""
     offsets, start = {}, 0
-    for k, d in DESCRIPTORS.items():
+    for k in layout:
+        d = DESCRIPTORS[k]
         offsets[k] = (start, start + d)
         start += d
     return [offsets[n] for n in names]
@@ -71,7 +79,7 @@ class Trunk(nn.Layer):
     def forward(self, x):
         """All descriptors concatenated (what the feature cache stores)."""
         parts = self.parts(x)
-        return paddle.concat([parts[name] for name in DESCRIPTORS], axis=1)
+        return paddle.concat([parts[name] for name in LITE0_DESCRIPTORS], axis=1)
 
     def parts(self, x):
         """Each descriptor on its own, by name."""
@@ -93,6 +101,62 @@ class Trunk(nn.Layer):
         return {"gap": avg(h), "gem": gem, "mid": avg(mid), "low": avg(low)}
 
 
+class MobileNetV2Trunk(nn.Layer):
+    """Frozen ImageNet MobileNetV2: its pooled 1280-d ``mgap``.  Takes the Lite0 input
+    ((x - 127) / 128 of 0..255 RGB) and renormalises it to ImageNet mean/std in the graph,
+    so one preprocessed crop feeds both trunks."""
+
+    def __init__(self, net):
+        super().__init__()
+        from .embed import mobilenetv2 as mnv2
+
+        self.net = net
+        mean, std = np.array(mnv2.MEAN, np.float32), np.array(mnv2.STD, np.float32)
+        # p = 128 x + 127 (0..255);  y = (p / 255 - mean) / std = a x + b
+        a = (128.0 / 255.0) / std
+        b = (127.0 / 255.0 - mean) / std
+        self.register_buffer("a", paddle.to_tensor(a.reshape(1, 3, 1, 1)))
+        self.register_buffer("b", paddle.to_tensor(b.reshape(1, 3, 1, 1)))
+
+    def forward(self, x):
+        return self.parts(x)["mgap"]
+
+    def parts(self, x):
+        h = self.net.features_(x * self.a + self.b)
+        return {"mgap": paddle.flatten(F.adaptive_avg_pool2d(h, 1), 1)}
+
+
+class MultiTrunk(nn.Layer):
+    """Several trunks on the same crop; :meth:`parts` merges their descriptors."""
+
+    def __init__(self, trunks):
+        super().__init__()
+        self.trunks = nn.LayerList(trunks)
+
+    def parts(self, x):
+        out = {}
+        for t in self.trunks:
+            out.update(t.parts(x))
+        return out
+
+
+def build_trunk(backbone: str = "lite0"):
+    """The frozen trunk of ``backbone`` (``lite0``, ``mnv2`` or ``lite0+mnv2``)."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r} (one of {', '.join(BACKBONES)})")
+    trunks = []
+    with paddle.utils.unique_name.guard():
+        if "lite0" in backbone.split("+"):
+            trunks.append(Trunk(build_model()))
+        if "mnv2" in backbone.split("+"):
+            from .embed.mobilenetv2 import build_model as build_mnv2
+
+            trunks.append(MobileNetV2Trunk(build_mnv2()))
+    t = trunks[0] if len(trunks) == 1 else MultiTrunk(trunks)
+    t.eval()
+    return t
+
+
 class Neck(nn.Layer):
     """Chosen descriptors -> (each L2-normalised) -> Linear -> BatchNorm: the trained part.
 
@@ -102,11 +166,14 @@ class Neck(nn.Layer):
     still needs (on the honest split: unseen-SKU recall@1 0.76 with the neck alone, 0.83
     blended, 0.77 with no training)."""
 
-    def __init__(self, inputs: Sequence[str], dim: int, blend: float = 0.0):
+    def __init__(self, inputs: Sequence[str], dim: int, blend: float = 0.0,
+                 plain: Sequence[str] = ("gap",), layout: Sequence[str] = LITE0_DESCRIPTORS):
         super().__init__()
         self.inputs = list(inputs)
-        self.parts = _slices(self.inputs)
+        self.layout = list(layout)
+        self.parts = _slices(self.inputs, self.layout)
         self.blend = float(blend)
+        self.plain = list(plain)
         in_dim = sum(b - a for a, b in self.parts)
         self.fc = nn.Linear(in_dim, dim)
         self.bn = nn.BatchNorm1D(dim)
@@ -119,8 +186,9 @@ class Neck(nn.Layer):
     def embed(self, desc):
         e = F.normalize(self(desc), axis=1)
         if self.blend > 0:
-            a, b = _slices(["gap"])[0]
-            e = paddle.concat([self.blend * F.normalize(desc[:, a:b], axis=1), e], axis=1)
+            gs = [self.blend * F.normalize(desc[:, a:b], axis=1)
+                  for a, b in _slices(self.plain, self.layout)]
+            e = paddle.concat(gs + [e], axis=1)
         return F.normalize(e, axis=1)
 
     def embed_parts(self, parts):
@@ -134,15 +202,17 @@ class Neck(nn.Layer):
         x = xs[0] if len(xs) == 1 else paddle.concat(xs, axis=1)
         e = F.normalize(self.bn(self.fc(x)), axis=1)
         if self.blend > 0:
-            g = F.normalize(parts["gap"], axis=1)
-            if self.blend != 1.0:
-                g = self.blend * g
-            e = paddle.concat([g, e], axis=1)
+            gs = []
+            for name in self.plain:
+                g = F.normalize(parts[name], axis=1)
+                gs.append(self.blend * g if self.blend != 1.0 else g)
+            e = paddle.concat(gs + [e], axis=1)
         return F.normalize(e, axis=1)
 
     @property
     def out_dim(self) -> int:
-        return int(self.fc.weight.shape[1]) + (DESCRIPTORS["gap"] if self.blend > 0 else 0)
+        plain = sum(DESCRIPTORS[n] for n in self.plain) if self.blend > 0 else 0
+        return int(self.fc.weight.shape[1]) + plain
 
 
 class ArcMargin(nn.Layer):
@@ -202,7 +272,12 @@ def augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class FeatureCache:
     """Backbone descriptors of every image and view, computed once and kept on disk."""
 
-    def __init__(self, cache_dir: Path, batch: int = 32):
+    def __init__(self, cache_dir: Path, batch: int = 32, backbone: str = "lite0"):
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {backbone!r} (one of {', '.join(BACKBONES)})")
+        self.backbone = backbone
+        self._subs = ({b: FeatureCache(cache_dir, batch, b) for b in backbone.split("+")}
+                      if "+" in backbone else None)
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.batch = batch
@@ -216,12 +291,11 @@ class FeatureCache:
         if self._trunk is None:
             from .paddle_runtime import PaddleModel
 
-            folder = self.cache_dir / f"trunk-v{CACHE_VERSION}"
+            tag = "" if self.backbone == "lite0" else f"-{self.backbone}"
+            folder = self.cache_dir / f"trunk{tag}-v{CACHE_VERSION}"
             if not (folder / "inference.pdiparams").is_file():
                 tmp = Path(tempfile.mkdtemp(prefix="trunk.", dir=self.cache_dir))
-                with paddle.utils.unique_name.guard():
-                    net = Trunk(build_model())
-                net.eval()
+                net = build_trunk(self.backbone)
                 spec = [paddle.static.InputSpec([None, 3, INPUT_SIZE, INPUT_SIZE], "float32",
                                                 "x")]
                 with paddle.utils.unique_name.guard():
@@ -232,7 +306,8 @@ class FeatureCache:
         return self._trunk
 
     def _key(self, paths: Sequence[Path], views: int, seed: int) -> str:
-        h = hashlib.sha256(f"v{CACHE_VERSION}:{views}:{seed}".encode())
+        tag = "" if self.backbone == "lite0" else f":{self.backbone}"
+        h = hashlib.sha256(f"v{CACHE_VERSION}:{views}:{seed}{tag}".encode())
         for p in paths:
             st = Path(p).stat()
             h.update(f"{Path(p).resolve()}:{st.st_size}:{int(st.st_mtime)}".encode())
@@ -243,11 +318,14 @@ class FeatureCache:
         """(N, views, D) float32; view 0 is the plain image, the others :func:`augment`."""
         from .gallery_io import load_image
 
+        if self._subs is not None:  # each trunk's cache on its own, the same views, side by side
+            return np.concatenate([c.descriptors(paths, views, seed, progress)
+                                   for c in self._subs.values()], axis=2)
         paths = [Path(p) for p in paths]
         f = self.cache_dir / f"desc-{self._key(paths, views, seed)}.npy"
         if f.is_file():
             return np.load(f)
-        total = sum(DESCRIPTORS.values())
+        total = sum(DESCRIPTORS[n] for n in BACKBONES[self.backbone])
         out = np.zeros((len(paths), views, total), np.float32)
         rng = np.random.default_rng(seed)
         jobs = [(i, v) for i in range(len(paths)) for v in range(views)]
@@ -287,6 +365,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     views: int = 8
     seed: int = 0
+    backbone: str = "lite0"
+    plain: tuple[str, ...] = ("gap",)
 
 
 @dataclass
@@ -319,7 +399,7 @@ def train_neck(train_desc: np.ndarray, train_labels: Sequence[str], cfg: TrainCo
     x_all = train_desc.reshape(n * v, d)
     y_all = np.repeat(y_img, v)
     with paddle.utils.unique_name.guard():
-        neck = Neck(cfg.inputs, cfg.dim, cfg.blend)
+        neck = Neck(cfg.inputs, cfg.dim, cfg.blend, cfg.plain, BACKBONES[cfg.backbone])
         head = ArcMargin(cfg.dim, len(classes), cfg.scale, cfg.margin)
     steps = max(1, math.ceil(len(x_all) / cfg.batch)) * cfg.epochs
     sched = paddle.optimizer.lr.CosineAnnealingDecay(cfg.lr, T_max=steps)
@@ -363,7 +443,8 @@ def train_neck(train_desc: np.ndarray, train_labels: Sequence[str], cfg: TrainCo
 
 
 def retrieval_metrics(neck: Neck | None, g_desc: np.ndarray, g_labels, q_desc: np.ndarray,
-                      q_labels, inputs: Sequence[str] = ("gap",)) -> dict:
+                      q_labels, inputs: Sequence[str] = ("gap",),
+                      layout: Sequence[str] = LITE0_DESCRIPTORS) -> dict:
     """recall@1/5 and mAP of plain views (view 0) through ``neck`` (None: raw descriptors)."""
     from .evaluate import ranking_metrics
 
@@ -371,7 +452,7 @@ def retrieval_metrics(neck: Neck | None, g_desc: np.ndarray, g_labels, q_desc: n
         if neck is not None:
             return _project(neck, desc)
         parts = [desc[:, a:b] / np.linalg.norm(desc[:, a:b], axis=1, keepdims=True)
-                 for a, b in _slices(inputs)]
+                 for a, b in _slices(inputs, layout)]
         e = np.concatenate(parts, axis=1)
         return e / np.linalg.norm(e, axis=1, keepdims=True)
 
@@ -395,8 +476,7 @@ def export_model(neck: Neck, out_dir: Path, *, threshold: float, meta: dict) -> 
         raise FileExistsError(f"{out_dir} already exists")
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
     try:
-        with paddle.utils.unique_name.guard():
-            trunk = Trunk(build_model())
+        trunk = build_trunk(meta.get("backbone", "lite0") if isinstance(meta, dict) else "lite0")
         net = Exported(trunk, neck)
         net.eval()
         spec = [paddle.static.InputSpec([None, 3, INPUT_SIZE, INPUT_SIZE], "float32", "x")]
@@ -450,9 +530,10 @@ def save_neck(neck: Neck, path: Path, cfg: TrainConfig, threshold: float) -> Non
 def load_neck(path: Path) -> tuple[Neck, TrainConfig, float]:
     data = np.load(path)
     meta = json.loads(bytes(data["__config__"]).decode())
-    cfg = TrainConfig(**{**meta["train"], "inputs": tuple(meta["train"]["inputs"])})
+    cfg = TrainConfig(**{**meta["train"], "inputs": tuple(meta["train"]["inputs"]),
+                         "plain": tuple(meta["train"].get("plain", ("gap",)))})
     with paddle.utils.unique_name.guard():
-        neck = Neck(cfg.inputs, cfg.dim, cfg.blend)
+        neck = Neck(cfg.inputs, cfg.dim, cfg.blend, cfg.plain, BACKBONES[cfg.backbone])
     neck.set_state_dict({k: paddle.to_tensor(data[k]) for k in data.files if k != "__config__"})
     neck.eval()
     return neck, cfg, float(meta["threshold"])
@@ -486,7 +567,7 @@ def run_training(train_lists: Sequence[Path], out_dir: Path | None, cfg: TrainCo
     from .paths import models_dir
 
     t0 = time.perf_counter()
-    cache = FeatureCache(cache_dir or models_dir() / "cache")
+    cache = FeatureCache(cache_dir or models_dir() / "cache", backbone=cfg.backbone)
     entries = [e for lst in train_lists for e in parse_gallery_list(lst)]
     if len({e.label for e in entries}) < 2:
         raise ValueError("training needs at least two labels")
@@ -544,7 +625,8 @@ def run_training(train_lists: Sequence[Path], out_dir: Path | None, cfg: TrainCo
         same = np.where(labels[:, None] == labels[None, :], sims, -1).max(axis=1)
         threshold = float(np.quantile(same, target_frr))
     report["threshold"] = round(threshold, 4)
-    meta = {"train_lists": [str(p) for p in train_lists], "report": report}
+    meta = {"train_lists": [str(p) for p in train_lists], "report": report,
+            "backbone": cfg.backbone}
     if save_neck_to is not None:
         save_neck(neck, Path(save_neck_to), cfg, threshold)
     if out_dir is not None:
@@ -574,7 +656,8 @@ def ensure_trained_model(neck_file: Path, models_root: Path | None = None) -> Pa
     neck, cfg, threshold = load_neck(neck_file)
     try:
         export_model(neck, folder, threshold=threshold,
-                     meta={"neck": neck_file.name, "config": asdict(cfg)})
+                     meta={"neck": neck_file.name, "config": asdict(cfg),
+                           "backbone": cfg.backbone})
     except FileExistsError:  # another process built it meanwhile
         pass
     return folder

