@@ -299,6 +299,7 @@ class Catalog:
         restrict_db_files(self.path)
         conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
         self._lock = threading.RLock()
+        self._after_commit: list[Callable[[], None]] = []
         try:
             self.db = sqlite_utils.Database(conn)
             conn.execute("PRAGMA foreign_keys = ON")
@@ -335,13 +336,20 @@ class Catalog:
         with self._lock:
             conn = self.conn
             if conn.in_transaction:
-                with self.db.atomic():
-                    yield self
+                pending = len(self._after_commit)
+                try:
+                    with self.db.atomic():
+                        yield self
+                except BaseException:  # this savepoint rolled back: so do its callbacks
+                    del self._after_commit[pending:]
+                    raise
                 return
             conn.execute("BEGIN IMMEDIATE")
+            self._after_commit = []
             try:
                 yield self
             except BaseException:
+                self._after_commit = []
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
@@ -349,9 +357,23 @@ class Catalog:
                 try:
                     conn.execute("COMMIT")
                 except BaseException:
+                    self._after_commit = []
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+                callbacks, self._after_commit = self._after_commit, []
+                for fn in callbacks:
+                    fn()
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the current transaction has committed (at once outside one); never
+        if it rolls back.  For state kept beside the database, such as the vector index: it
+        must not hold rows that were never committed (SQLite would hand their ids out again)."""
+        with self._lock:
+            if self.conn.in_transaction:
+                self._after_commit.append(fn)
+            else:
+                fn()
 
     def _migrate(self) -> None:
         version = self.schema_version

@@ -260,28 +260,22 @@ class Engine:
             ids = self.catalog.add_gallery_images(sku, [str(f) for f in files], emb, role=role,
                                                   audit_action=audit_action)
             product = self.catalog.get_product(sku)
-            self._products[sku] = product
-            if product.active:
-                self._index_add(sku, np.asarray(ids, np.int64), emb.vectors)
+            # searchable once committed: inside a caller's transaction that later rolls back,
+            # the rows never reach the index (SQLite hands their ids out again after a rollback,
+            # and the index would keep the wrong vector under them)
+            self.catalog.after_commit(lambda: self._index_add(
+                product, np.asarray(ids, np.int64), emb.vectors))
         return ids
 
-    def _index_add(self, sku: str, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Make new gallery rows searchable.  A row id the index already holds was handed out
-        before in a transaction that rolled back (SQLite reuses it then): the index holds a
-        stale vector under it, so it is rebuilt from the catalogue instead."""
-        if np.isin(ids, self.index.ids()).any():
-            log.warning("gallery row ids %s reused after a rollback: rebuilding the vector index",
-                        ids.tolist())
-            live, skus = self.catalog.gallery_ids(self.embedder.model_id)
-            fresh = VectorIndex(self.embedder.dim, self.embedder.model_id,
-                                ef_search=self.index.ef_search)
-            fresh.add(live, self.catalog.gallery_vectors_for(live))
-            self.index = fresh
-            self._refresh_skus(live, skus)
-            return
-        self.index.add(ids, vectors)
-        self._sku_of.update((i, sku) for i in ids.tolist())
-        self._ids_of.setdefault(sku, []).extend(ids.tolist())
+    def _index_add(self, product: Product, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Make committed gallery rows of ``product`` searchable."""
+        with self._lock:
+            self._products[product.sku] = product
+            if not product.active:
+                return
+            self.index.add(ids, vectors)
+            self._sku_of.update((i, product.sku) for i in ids.tolist())
+            self._ids_of.setdefault(product.sku, []).extend(ids.tolist())
 
     def enrol(self, sku: str, frames: Sequence[np.ndarray], gallery_dir: Path | None = None,
               *, role: str = "system") -> list[int]:
