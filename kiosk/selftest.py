@@ -272,14 +272,11 @@ class SelfTest:
     def check_qt(self) -> str:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
         from PySide6.QtGui import QImageReader
-        from PySide6.QtWidgets import QApplication
 
         from .ui import i18n
         from .ui.app import setup_application
         from .ui.receipt_dialog import ReceiptDialog
 
-        app = QApplication.instance()
-        created = app is None
         app = setup_application(["kiosk"], self.settings)
         try:
             platform_name = app.platformName()
@@ -306,8 +303,6 @@ class SelfTest:
                     f"{len(formats)} image formats, receipt PDF {size // 1024} kB")
         finally:
             i18n.set_language(app, "en")
-            if created:
-                app.processEvents()
 
     # -- camera
     def check_camera(self) -> str:

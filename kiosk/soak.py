@@ -156,7 +156,6 @@ def run_soak(minutes: float, *, embedder=None, db: str | Path | None = None, see
     by default the embedder is loaded and a demo catalogue is built in a temporary folder."""
     from .camera import CaptureThread, Frame
     from .demo_camera import DemoCamera
-    from .engine import Engine
     from .session import CheckoutSession
 
     if not float(minutes) > 0:
@@ -282,7 +281,6 @@ def run_gui_soak(minutes: float, *, embedder=None, db: str | Path | None = None,
     from PySide6.QtWidgets import QDialog
 
     from .demo_camera import DemoCamera
-    from .engine import Engine
     from .session import CheckoutSession
     from .settings import Settings
     from .ui.app import KioskParts, build_window, setup_application

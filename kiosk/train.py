@@ -184,15 +184,13 @@ class Neck(nn.Layer):
         return self.bn(self.fc(x))
 
     def embed(self, desc):
-        e = F.normalize(self(desc), axis=1)
-        if self.blend > 0:
-            gs = [self.blend * F.normalize(desc[:, a:b], axis=1)
-                  for a, b in _slices(self.plain, self.layout)]
-            e = paddle.concat(gs + [e], axis=1)
-        return F.normalize(e, axis=1)
+        """The embedding of cached descriptor rows (laid out as :attr:`layout`)."""
+        return self.embed_parts({name: desc[:, a:b] for name, (a, b)
+                                 in zip(self.layout, _slices(self.layout, self.layout))})
 
     def embed_parts(self, parts):
-        """:meth:`embed` from the descriptors given one by one (the exported model's path).
+        """The embedding from the descriptors given one by one, by name (the exported model
+        passes its trunk's outputs straight in; :meth:`embed` slices cached rows).
 
         Same result, built so that Paddle 3.3.1's oneDNN passes cannot break it: a ×1.0 scale
         after the normalisation of the plain part was mis-fused in the exported graph (the
@@ -464,9 +462,10 @@ def retrieval_metrics(neck: Neck | None, g_desc: np.ndarray, g_labels, q_desc: n
 
 # ----------------------------------------------------------------------------------- export
 MODEL_NAME = "kiosk-lite0-arc"
-# The exported graph's layout.  2: descriptors passed to the neck one by one (version 1 sliced
-# them out of one tensor, which oneDNN mis-normalised).  Part of the model id and the model
-# folder's name, so a catalogue embedded by an older export is re-embedded.
+# The exported graph's version.  2: no ×1.0 scale after the plain part's normalisation (in
+# version 1 Paddle 3.3.1's oneDNN passes mis-fused it, shrinking the plain half 14x).  Part of
+# the model id and the model folder's name, so a catalogue embedded by an older export is
+# re-embedded.
 EXPORT_VERSION = 2
 
 

@@ -121,32 +121,34 @@ class RemoteEmbedder:
             proc = subprocess.Popen(server_command(to_child_r, from_child_w, self.spec),
                                     pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
                                     close_fds=True)
-        finally:
+        except BaseException:
+            os.close(to_child_w)
+            os.close(from_child_r)
+            raise
+        finally:  # the child's ends
             os.close(to_child_r)
             os.close(from_child_w)
         send = Connection(to_child_w, readable=False)
         recv = Connection(from_child_r, writable=False)
-        if not recv.poll(self.start_timeout):
-            proc.kill()
-            proc.wait(5)
-            send.close()
-            recv.close()
-            raise EmbedderProcessError(f"the embedding process did not start within "
-                                       f"{self.start_timeout:.0f} s")
         try:
-            kind, payload = recv.recv()
-        except (EOFError, OSError) as exc:
-            code = proc.wait(5)
-            send.close()
-            recv.close()
-            raise EmbedderProcessError(f"the embedding process died while starting "
-                                       f"(exit code {code})") from exc
-        if kind != "ready":
+            if not recv.poll(self.start_timeout):
+                raise EmbedderProcessError(f"the embedding process did not start within "
+                                           f"{self.start_timeout:.0f} s")
+            try:
+                kind, payload = recv.recv()
+            except (EOFError, OSError) as exc:
+                raise EmbedderProcessError(f"the embedding process died while starting "
+                                           f"(exit code {proc.wait(5)})") from exc
+            if kind != "ready":
+                raise EmbedderProcessError(f"the embedding process could not load the model: "
+                                           f"{payload}")
+        except BaseException:  # no child and no pipe left behind
+            if proc.poll() is None:
+                proc.kill()
             proc.wait(10)
             send.close()
             recv.close()
-            raise EmbedderProcessError(f"the embedding process could not load the model: "
-                                       f"{payload}")
+            raise
         self._proc, self._send, self._recv = proc, send, recv
         log.info("embedding process %d ready: %s", proc.pid, payload["name"])
         return payload

@@ -89,25 +89,19 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> Ki
         embedder = RemoteEmbedder()
     try:
         db = resolve_db(str(db_path) if db_path else None, embedder=embedder)
-    except BaseException:
-        if hasattr(embedder, "close"):
-            embedder.close()
-        camera.close()
-        raise
-    background = None
-    if _get(settings, "recognition.background"):
-        from kiosk.gallery_io import load_image
+        background = None
+        if _get(settings, "recognition.background"):
+            from kiosk.gallery_io import load_image
 
-        background = load_image(Path(settings.recognition.background).expanduser())
-    elif hasattr(camera, "background"):  # the demo camera knows its empty tray
-        background = camera.background()
-    detector = _get(settings, "recognition.detector")
-    try:
-        engine = Engine.open(db, embedder=embedder, detector=detector or None,
+            background = load_image(Path(settings.recognition.background).expanduser())
+        elif hasattr(camera, "background"):  # the demo camera knows its empty tray
+            background = camera.background()
+        engine = Engine.open(db, embedder=embedder,
+                             detector=_get(settings, "recognition.detector") or None,
                              background=background,
                              threshold=_get(settings, "recognition.threshold"),
                              k=_get(settings, "recognition.k"))
-    except BaseException:
+    except BaseException:  # nothing left running: the model process, the camera
         if hasattr(embedder, "close"):
             embedder.close()
         camera.close()

@@ -57,7 +57,7 @@ class RecognitionWorker(QObject):
             if frame is None:
                 continue
             last_index = frame.index
-            if getattr(frame, "repeat", False):
+            if frame.repeat:
                 self.frames_repeated += 1
                 continue
             try:

@@ -54,6 +54,8 @@ class MainWindow(QMainWindow):
         self.setObjectName("MainWindow")
         self.controller = controller
         self.settings = settings
+        self.locked = False  # kiosk mode: the window refuses to close (lock_down)
+        self._allow_close = False  # set by the application when it quits
         self.auth = auth
         self.store_name = store_name
         self.staff_timeout_s = staff_timeout_s
@@ -342,7 +344,7 @@ class MainWindow(QMainWindow):
                             | Qt.WindowType.WindowStaysOnTopHint)
 
     def closeEvent(self, event) -> None:
-        if getattr(self, "locked", False) and not getattr(self, "_allow_close", False):
+        if self.locked and not self._allow_close:
             log.info("kiosk mode: a request to close the window was refused")
             event.ignore()
             return
