@@ -231,11 +231,15 @@ class Engine:
             return None
         with self._lock:
             p = self._products.get(sku)
-            if p is None:
-                p = self.catalog.get_product(sku)
-                if p is not None:
-                    self._products[sku] = p
-            return p
+        if p is None:
+            # read without the engine's lock: a staff enrolment holds the catalogue's lock
+            # (its transaction) while it takes the engine's, so the opposite order here, on
+            # the recognition thread, could deadlock the two
+            p = self.catalog.get_product(sku)
+            if p is not None:
+                with self._lock:
+                    p = self._products.setdefault(sku, p)
+        return p
 
     def _item(self, box, d: Decision) -> TrayItem:
         def name(sku):
