@@ -177,11 +177,31 @@ def _m004_audit(db: sqlite_utils.Database) -> None:
 
 
 #: Migration i (1-based) brings the schema from version i-1 to version i.  Only ever append.
+def _m005_gallery_text(db: sqlite_utils.Database) -> None:
+    # The words read on each gallery image (kiosk.text), per text reader.  ``source`` is the
+    # view that was actually read: a half-turned copy of a view names the view it copies, so
+    # a product's words are counted once per view.  Keyed by file, not by the embedding row,
+    # because text does not depend on the embedding model.
+    db.executescript(
+        """
+        CREATE TABLE gallery_text (
+            sku TEXT NOT NULL REFERENCES products(sku) ON DELETE CASCADE ON UPDATE CASCADE,
+            file TEXT NOT NULL,
+            source TEXT NOT NULL,
+            reader TEXT NOT NULL,
+            words TEXT NOT NULL CHECK (json_valid(words) AND json_type(words) = 'array'),
+            PRIMARY KEY (sku, file, reader)
+        );
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_initial,
     _m002_staff_auth,
     _m003_correction_actions,
     _m004_audit,
+    _m005_gallery_text,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -748,6 +768,55 @@ class Catalog:
             (model_id,),
         )
         return {m: n for m, n in rows}
+
+    # -- pack text of gallery images ---------------------------------------------------------
+
+    def set_gallery_words(self, sku: str, rows: Sequence[tuple[str, str, Sequence[str]]],
+                          reader: str) -> None:
+        """Store the words ``reader`` read on gallery files of ``sku``: rows of (file, source,
+        words); ``source`` is the file actually read (a half-turned copy names its original).
+        Replaces what that reader stored before for those files."""
+        from .text import dumps_words
+
+        _check_text(reader, "reader")
+        checked = []
+        for file, source, words in rows:
+            if not str(file).strip() or not str(source).strip():
+                raise ValueError("gallery file names must be non-empty")
+            words = list(words)
+            if not all(isinstance(w, str) and w for w in words):
+                raise ValueError(f"words of {file} must be non-empty strings")
+            checked.append((sku, str(file), str(source), reader, dumps_words(words)))
+        with self.transaction():
+            self._require(sku)
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO gallery_text (sku, file, source, reader, words) "
+                "VALUES (?, ?, ?, ?, ?)", checked)
+
+    def gallery_words(self, reader: str) -> dict[str, list[tuple[str, ...]]]:
+        """Active products' words as read by ``reader``: one word list per view actually read
+        (copies folded into their source), only for files still in the gallery."""
+        from .text import loads_words
+
+        rows = self._rows(
+            "SELECT t.sku, t.source, MIN(t.words) FROM gallery_text t "
+            "JOIN products p ON p.sku = t.sku AND p.active = 1 "
+            "WHERE t.reader = ? AND EXISTS (SELECT 1 FROM gallery_images g "
+            "WHERE g.sku = t.sku AND g.file = t.file) "
+            "GROUP BY t.sku, t.source ORDER BY t.sku, t.source", (reader,))
+        out: dict[str, list[tuple[str, ...]]] = {}
+        for sku, _source, words in rows:
+            out.setdefault(sku, []).append(loads_words(words))
+        return out
+
+    def files_without_words(self, reader: str) -> list[tuple[str, str]]:
+        """Distinct (sku, file) gallery pairs that ``reader`` has not read yet."""
+        rows = self._rows(
+            "SELECT g.sku, g.file, MIN(g.id) AS first FROM gallery_images g "
+            "WHERE NOT EXISTS (SELECT 1 FROM gallery_text t WHERE t.sku = g.sku "
+            "AND t.file = g.file AND t.reader = ?) GROUP BY g.sku, g.file ORDER BY first",
+            (reader,))
+        return [(r[0], r[1]) for r in rows]
 
     # -- sales and corrections ----------------------------------------------------------------
 

@@ -267,9 +267,14 @@ def cmd_eval(args) -> int:
 
     embedder = load_embedder(args.model)
     threshold = args.threshold if args.threshold is not None else model_threshold(embedder)
+    reader = None
+    if args.text:
+        from .text import TextReader
+
+        reader = TextReader()
     report = evaluate_lists(embedder, Path(args.gallery), Path(args.query),
                             Decider(k=args.k, threshold=threshold),
-                            progress=_progress("embedding"))
+                            progress=_progress("embedding"), text_reader=reader)
     _print_report(report.to_dict(), args.json)
     return 0
 
@@ -494,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="recognition model folder (default: built-in)")
     s.add_argument("--threshold", type=float)
     s.add_argument("--k", type=int, default=5)
+    s.add_argument("--text", action="store_true",
+                   help="also read the packs (PP-OCRv4) and re-rank close candidates by their "
+                        "text, as the kiosk does")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
 

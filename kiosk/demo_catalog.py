@@ -19,11 +19,13 @@ DEMO_PRODUCTS = DEMO_RESOURCES_DIR / "products.csv"
 DEMO_EMPTY_TRAY = DEMO_RESOURCES_DIR / "empty_tray.png"
 
 
-def build_demo_catalog(db: str | Path, embedder=None) -> Path:
+def build_demo_catalog(db: str | Path, embedder=None, text_reader="auto") -> Path:
     """Create the demo catalogue at ``db`` (which must not exist yet).
 
     The demo gallery images are upright item crops, as staff enrolment on the tray makes them,
-    so they go in through :meth:`Engine.add_crops` like an enrolment would."""
+    so they go in through :meth:`Engine.add_crops` like an enrolment would, their pack text
+    read by ``text_reader`` (``"auto"``: :func:`kiosk.text.make_text_reader`; None: unread,
+    an engine with a reader reads it when it opens the catalogue)."""
     from collections import defaultdict
 
     from .catalog import Catalog
@@ -47,7 +49,12 @@ def build_demo_catalog(db: str | Path, embedder=None) -> Path:
     with catalog.transaction():
         for row in products.values():
             catalog.add_product(row.sku, row.name, row.price, barcode=row.barcode)
-    engine = Engine(catalog, embedder, make_detector("tray"), index_path=tmp_index)
+    if text_reader == "auto":
+        from .text import make_text_reader
+
+        text_reader = make_text_reader(embedder)
+    engine = Engine(catalog, embedder, make_detector("tray"), index_path=tmp_index,
+                    text_reader=text_reader)
     for sku, crops in views.items():
         engine.add_crops(sku, crops, gallery_dir=db.parent / "gallery")
     engine.close()

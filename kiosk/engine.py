@@ -1,6 +1,7 @@
 """The recognition engine: detect -> embed -> retrieve -> decide -> receipt.
 
-One :class:`Engine` owns the catalogue, the models and the vector index.  It is the only object
+One :class:`Engine` owns the catalogue, the models and the vector index (and, optionally, a
+pack-text reader that splits look-alike products whose similarities are close).  It is the only object
 the command line and the GUI talk to; it never imports Qt.  Its methods are thread-safe (one
 lock), so a GUI worker thread can recognise while staff enrol a product.
 """
@@ -43,6 +44,8 @@ class TrayItem:
     score: float
     unknown: bool
     candidates: tuple[CandidateInfo, ...] = ()
+    words: tuple[str, ...] = ()  # pack text read on the item (only when it was read)
+    by_text: bool = False  # the pack text changed the winner
 
     def to_dict(self) -> dict:
         return {
@@ -52,6 +55,8 @@ class TrayItem:
             "score": round(self.score, 4),
             "unknown": self.unknown,
             "candidates": [c.to_dict() for c in self.candidates],
+            "words": list(self.words),
+            "by_text": self.by_text,
         }
 
 
@@ -76,14 +81,21 @@ def background_path_for(db_path: Path) -> Path:
 
 class Engine:
     def __init__(self, catalog: Catalog, embedder: Embedder, detector: Detector,
-                 decider: Decider | None = None, index_path: Path | None = None) -> None:
+                 decider: Decider | None = None, index_path: Path | None = None,
+                 text_reader=None) -> None:
+        from .text import TextProfiles
+
         self.catalog = catalog
         self.embedder = embedder
         self.detector = detector
         self.decider = decider or Decider()
         self.index_path = Path(index_path) if index_path else index_path_for(catalog.path)
         self._lock = threading.RLock()
+        # pack text (kiosk.text): a reader with .read(rgb) -> PackText and .reader_id, or None
+        self.text_reader = text_reader
+        self._text = TextProfiles({})
         self.reembedded = self._reembed_stale()
+        self.text_backfilled = self._read_missing_text()
         self._sync_index()
         if self.index_action != "loaded":
             log.info("vector index %s: %s", self.index_path, self.index_action)
@@ -97,7 +109,8 @@ class Engine:
     @classmethod
     def open(cls, db_path: str | Path, *, embedder: Embedder | None = None,
              detector: str | Detector | None = None, background: np.ndarray | None = None,
-             threshold: float | None = None, k: int | None = None) -> "Engine":
+             threshold: float | None = None, k: int | None = None,
+             text_reader=None) -> "Engine":
         from .gallery_io import load_image
 
         db_path = Path(db_path)
@@ -111,7 +124,7 @@ class Engine:
             k=k or Decider().k,
             threshold=threshold if threshold is not None else model_threshold(embedder),
         )
-        return cls(catalog, embedder, detector, decider)
+        return cls(catalog, embedder, detector, decider, text_reader=text_reader)
 
     # ------------------------------------------------------------ internals
     def _sync_index(self) -> None:
@@ -132,6 +145,74 @@ class Engine:
         for i, sku in self._sku_of.items():
             self._ids_of.setdefault(sku, []).append(i)
         self._products = {p.sku: p for p in self.catalog.list_products(active_only=False)}
+        self._refresh_text()
+
+    # ------------------------------------------------------------ pack text
+    def _refresh_text(self) -> None:
+        """Rebuild the products' text profiles from the catalogue (active products only)."""
+        if self.text_reader is None:
+            return
+        from .text import TextProfiles
+
+        words = self.catalog.gallery_words(self.text_reader.reader_id)
+        n = sum(1 for p in self._products.values() if p.active)
+        self._text = TextProfiles(words, n_products=n)
+
+    def _read_missing_text(self) -> int:
+        """Read the pack text of gallery images the reader has not read yet (a catalogue made
+        without a reader, or by an older one); returns how many were read."""
+        if self.text_reader is None:
+            return 0
+        from .gallery_io import load_image
+
+        todo = self.catalog.files_without_words(self.text_reader.reader_id)
+        if todo:
+            log.warning("reading the pack text of %d gallery images (%s)", len(todo),
+                        self.text_reader.reader_id)
+        by_sku: dict[str, list[str]] = {}
+        for sku, file in todo:
+            by_sku.setdefault(sku, []).append(file)
+        for sku, files in by_sku.items():
+            read: list[tuple[str, np.ndarray | None, tuple[str, ...]]] = []
+            rows = []
+            for file in files:
+                try:
+                    img = load_image(Path(file))
+                except (OSError, ValueError) as exc:  # a missing or unreadable file: no text
+                    log.warning("gallery image %s of %s: %s", file, sku, exc)
+                    rows.append((file, file, ()))
+                    continue
+                # an enrolment stores each view twice, as cut and half-turned: read a view
+                # once and give its copy the same words (counted once, as at enrolment)
+                source = next((f for f, other, _ in read if _is_half_turn(img, other)), None)
+                if source is not None:
+                    rows.append((file, source, next(w for f, _, w in read if f == source)))
+                    continue
+                words = self.text_reader.read(img).words
+                read.append((file, img, words))
+                rows.append((file, file, words))
+            self.catalog.set_gallery_words(sku, rows, self.text_reader.reader_id)
+        return len(todo)
+
+    def _apply_text(self, crops: Sequence[np.ndarray], decisions: list[Decision],
+                    timings: dict | None = None) -> list[Decision]:
+        """Read the packs of items whose close candidates include a product with enrolled
+        text, and let the words re-rank those candidates (:meth:`Decider.refine_with_text`)."""
+        if self.text_reader is None or not len(self._text):
+            return decisions
+        t0 = time.perf_counter()
+        out = list(decisions)
+        profiles = self._text
+        for i, d in enumerate(decisions):
+            close = self.decider.text_contenders(d)
+            if not any(profiles.has(c.sku) for c in close):
+                continue
+            words = self.text_reader.read(crops[i]).words
+            scores = {c.sku: profiles.score(words, c.sku) for c in close}
+            out[i] = self.decider.refine_with_text(d, scores, words)
+        if timings is not None:
+            timings["text"] = (time.perf_counter() - t0) * 1e3
+        return out
 
     def _reembed_stale(self) -> int:
         """Gallery images embedded by another model get this model's embedding; the old
@@ -192,7 +273,7 @@ class Engine:
         if timings is not None:
             timings.update(embed=(t1 - t0) * 1e3, search=(t2 - t1) * 1e3,
                            decide=(t3 - t2) * 1e3)
-        return decisions
+        return self._apply_text(crops, decisions, timings)
 
     def embed_and_decide(self, crops: Sequence[np.ndarray], timings: dict | None = None
                          ) -> tuple[np.ndarray, list[Decision]]:
@@ -203,7 +284,7 @@ class Engine:
         t0 = time.perf_counter()
         emb = self.embedder.embed(list(crops))
         t1 = time.perf_counter()
-        decisions = self.decide_vectors(emb.vectors, timings)
+        decisions = self._apply_text(crops, self.decide_vectors(emb.vectors, timings), timings)
         if timings is not None:
             timings["embed"] = (t1 - t0) * 1e3
         return emb.vectors, decisions
@@ -248,7 +329,7 @@ class Engine:
 
         cands = tuple(CandidateInfo(c.sku, name(c.sku), c.score) for c in d.candidates)
         return TrayItem(tuple(int(v) for v in box), d.sku, name(d.sku) if d.sku else None,
-                        d.score, d.unknown, cands)
+                        d.score, d.unknown, cands, d.words, d.by_text)
 
     def receipt_for(self, skus: Sequence[str]) -> Receipt:
         return build_receipt(skus, self._products)
@@ -256,13 +337,32 @@ class Engine:
     # --------------------------------------------------------- gallery edits
     def add_images(self, sku: str, images: Sequence[np.ndarray],
                    files: Sequence[str | Path], *, role: str = "system",
-                   audit_action: str = "gallery_add") -> list[int]:
+                   audit_action: str = "gallery_add",
+                   copies_of: Sequence[int | None] | None = None) -> list[int]:
         """Embed and store gallery images for an existing product; searchable at once.
-        Audited as ``audit_action`` by ``role`` (see :data:`kiosk.catalog.AUDIT_ROLES`)."""
-        emb = self.embedder.embed(list(images))
-        with self._lock:
-            ids = self.catalog.add_gallery_images(sku, [str(f) for f in files], emb, role=role,
+        Audited as ``audit_action`` by ``role`` (see :data:`kiosk.catalog.AUDIT_ROLES`).
+
+        With a text reader, each image's pack text is read and stored with it; ``copies_of[i]``
+        names the image that image ``i`` is a turned copy of (its text is that image's, read
+        once)."""
+        images = list(images)
+        files = [str(f) for f in files]
+        emb = self.embedder.embed(images)
+        text_rows = []
+        if self.text_reader is not None and len(files) == len(images):
+            copies_of = list(copies_of) if copies_of is not None else [None] * len(images)
+            read: dict[int, tuple[str, ...]] = {}
+            for i, (img, src) in enumerate(zip(images, copies_of)):
+                j = i if src is None else int(src)
+                if j not in read:
+                    read[j] = self.text_reader.read(images[j]).words
+                text_rows.append((files[i], files[j], read[j]))
+        with self._lock, self.catalog.transaction():
+            ids = self.catalog.add_gallery_images(sku, files, emb, role=role,
                                                   audit_action=audit_action)
+            if text_rows:
+                self.catalog.set_gallery_words(sku, text_rows, self.text_reader.reader_id)
+                self.catalog.after_commit(self._refresh_text)
             product = self.catalog.get_product(sku)
             # searchable once committed: inside a caller's transaction that later rolls back,
             # the rows never reach the index (SQLite hands their ids out again after a rollback,
@@ -311,8 +411,10 @@ class Engine:
 
         import cv2
 
+        copies_of: list[int | None] = [None] * len(crops)
         if half_turns:
             crops = [c for crop in crops for c in (crop, cv2.rotate(crop, cv2.ROTATE_180))]
+            copies_of = [None if i % 2 == 0 else i - 1 for i in range(len(crops))]
         folder = Path(gallery_dir or self.catalog.path.parent / "gallery") / sku
         folder.mkdir(parents=True, exist_ok=True)
         files, written = [], []
@@ -326,7 +428,8 @@ class Engine:
                     path.write_bytes(buf.tobytes())
                     written.append(path)
                 files.append(path)
-            return self.add_images(sku, crops, files, role=role, audit_action="enrol")
+            return self.add_images(sku, crops, files, role=role, audit_action="enrol",
+                                   copies_of=copies_of)
         except BaseException:
             for path in written:  # nothing half-done: no orphan files
                 path.unlink(missing_ok=True)
@@ -343,6 +446,7 @@ class Engine:
             for i in ids:
                 self._sku_of.pop(i, None)
             self._products.pop(sku, None)
+            self._refresh_text()
         return len(ids)
 
     def set_price(self, sku: str, fen: int | None, *, role: str = "system") -> None:
@@ -363,6 +467,7 @@ class Engine:
     def reload(self) -> None:
         """Pick up catalogue changes made by another process (e.g. the command line)."""
         with self._lock:
+            self._read_missing_text()
             self._sync_index()
 
     def save(self) -> None:
@@ -375,6 +480,13 @@ class Engine:
     def close(self) -> None:
         self.save()
         self.catalog.close()
+
+
+def _is_half_turn(a: np.ndarray, b: np.ndarray | None, tol: float = 6.0) -> bool:
+    """True when ``b`` is ``a`` turned by 180 degrees (up to JPEG noise)."""
+    if b is None or a.shape != b.shape:
+        return False
+    return float(np.mean(np.abs(a[::-1, ::-1].astype(np.int16) - b.astype(np.int16)))) < tol
 
 
 def model_threshold(embedder: Embedder) -> float:

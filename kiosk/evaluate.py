@@ -30,6 +30,13 @@ class EvalReport:
     accuracy: float
     false_reject_rate: float
     unknown_reject_rate: float | None
+    # with a text reader: the share of queries whose pack was read, and the accuracy the
+    # pictures alone gave (``accuracy`` is then with the pack text)
+    text_read_rate: float | None = None
+    accuracy_without_text: float | None = None
+    # the decision's first candidate, threshold aside (the picture alone: its soft vote)
+    top1: float | None = None
+    top1_without_text: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,7 +76,10 @@ def ranking_metrics(sims: np.ndarray, g_labels: np.ndarray, q_labels: np.ndarray
 
 
 def evaluate_embeddings(g: Embeddings, g_labels: Sequence[str], q: Embeddings,
-                        q_labels: Sequence[str], decider: Decider) -> EvalReport:
+                        q_labels: Sequence[str], decider: Decider, text=None) -> EvalReport:
+    """``text``: optional (profiles, read) where ``profiles`` is a :class:`kiosk.text.
+    TextProfiles` of the gallery's products and ``read(i)`` the words read on query ``i``
+    (called only for queries whose close candidates include a product with text)."""
     g_labels = np.asarray(g_labels, dtype=object)
     q_labels = np.asarray(q_labels, dtype=object)
     sims = q.vectors @ g.vectors.T
@@ -80,8 +90,29 @@ def evaluate_embeddings(g: Embeddings, g_labels: Sequence[str], q: Embeddings,
     index.add(ids, g.vectors)
     sku_of = dict(zip(ids.tolist(), g_labels.tolist()))
     decisions = decider.decide(index.search(q.vectors, k=decider.k), sku_of)
-
     known = np.isin(q_labels, np.unique(g_labels))
+    text_extra = {}
+    if text is not None:
+        profiles, read = text
+        plain = np.array([d.sku for d in decisions], dtype=object)
+        plain_top = np.array([d.best.sku if d.best else None for d in decisions], dtype=object)
+        n_read = 0
+        for i, d in enumerate(decisions):
+            close = decider.text_contenders(d)
+            if any(profiles.has(c.sku) for c in close):
+                words = read(i)
+                n_read += 1
+                decisions[i] = decider.refine_with_text(
+                    d, {c.sku: profiles.score(words, c.sku) for c in close}, words)
+        text_extra = {
+            "text_read_rate": n_read / len(decisions) if decisions else 0.0,
+            "accuracy_without_text": float((plain[known] == q_labels[known]).mean())
+            if known.any() else 0.0,
+            "top1_without_text": float((plain_top[known] == q_labels[known]).mean())
+            if known.any() else 0.0}
+    top = np.array([d.best.sku if d.best else None for d in decisions], dtype=object)
+    text_extra["top1"] = float((top[known] == q_labels[known]).mean()) if known.any() else 0.0
+
     called = np.array([d.sku for d in decisions], dtype=object)
     rejected = np.array([d.unknown for d in decisions])
     n_known = int(known.sum())
@@ -96,16 +127,30 @@ def evaluate_embeddings(g: Embeddings, g_labels: Sequence[str], q: Embeddings,
         accuracy=float((called[known] == q_labels[known]).mean()) if n_known else 0.0,
         false_reject_rate=float(rejected[known].mean()) if n_known else 0.0,
         unknown_reject_rate=float(rejected[~known].mean()) if n_unknown else None,
+        **text_extra,
     )
 
 
 def evaluate_lists(embedder: Embedder, gallery_list: Path, query_list: Path,
-                   decider: Decider, progress=None) -> EvalReport:
-    from .gallery_io import parse_gallery_list
+                   decider: Decider, progress=None, text_reader=None) -> EvalReport:
+    """With ``text_reader`` the gallery images' pack text is read (as an enrolment would) and
+    queries whose close candidates have text are read and re-ranked as the kiosk does."""
+    from .gallery_io import load_image, parse_gallery_list
 
     g_entries = parse_gallery_list(gallery_list)
     q_entries = parse_gallery_list(query_list)
     g = embed_files(embedder, [e.path for e in g_entries], progress=progress)
     q = embed_files(embedder, [e.path for e in q_entries], progress=progress)
+    text = None
+    if text_reader is not None:
+        from .text import TextProfiles
+
+        views: dict[str, list] = {}
+        for n, e in enumerate(g_entries):
+            views.setdefault(e.label, []).append(text_reader.read(load_image(e.path)).words)
+            if progress:
+                progress(n + 1, len(g_entries))
+        profiles = TextProfiles(views, n_products=len(views))
+        text = (profiles, lambda i: text_reader.read(load_image(q_entries[i].path)).words)
     return evaluate_embeddings(g, [e.label for e in g_entries], q,
-                               [e.label for e in q_entries], decider)
+                               [e.label for e in q_entries], decider, text)

@@ -130,6 +130,8 @@ class RecognitionSettings:
     model_process: bool = _opt("run the recognition model in its own process, so the window "
                                "never waits for it (Paddle holds Python's lock while it runs)",
                                _bool, True)
+    read_text: bool = _opt("read the text on packs (PP-OCRv4) to tell look-alike products "
+                           "apart when their pictures are equally close", _bool, True)
 
 
 @dataclass(frozen=True)

