@@ -38,7 +38,7 @@ def bench_trays(engine, repeat: int = 7) -> dict:
     rng = np.random.default_rng(7)
     out: dict = {"tray_ms": {}}
     stages: dict[str, list[float]] = {"segmentation": [], "embedding_per_crop": [],
-                                      "search": [], "decision": []}
+                                      "search": [], "decision": [], "pack_text": []}
     for n in (1, 5, 15):
         image, _truth = random_tray(n, rng)
         timings: list[dict] = []
@@ -54,6 +54,7 @@ def bench_trays(engine, repeat: int = 7) -> dict:
             stages["embedding_per_crop"].append(t.get("embed", 0.0) / max(found, 1))
             stages["search"].append(t.get("search", 0.0))
             stages["decision"].append(t.get("decide", 0.0))
+            stages["pack_text"].append(t.get("text", 0.0))
     out["stages_ms"] = {k: round(statistics.median(v), 3) for k, v in stages.items()}
     return out
 
@@ -149,14 +150,29 @@ def run_bench(quick: bool = False, progress: Callable[[str], None] = lambda m: N
     embedder = load_embedder()
     model_load_ms = round((time.perf_counter() - t0) * 1e3, 1)
     result: dict = {"model_id": embedder.model_id, "model_load_ms": model_load_ms}
+    from .text import make_text_reader
+
+    reader = make_text_reader()
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-demo-") as tmp:
         progress("demo catalogue ...")
         db = Path(tmp) / "demo.db"
-        build_demo_catalog(db, embedder=embedder)
+        build_demo_catalog(db, embedder=embedder, text_reader=reader)
         engine = Engine.open(db, embedder=embedder)
         progress("tray timings ...")
         result.update(bench_trays(engine))
         engine.close()
+        if reader is not None:
+            # the same trays with pack text on, as the kiosk runs: items whose close
+            # candidates have enrolled words are read (pack_text: the whole tray's reading)
+            progress("tray timings with pack text ...")
+            engine = Engine.open(db, embedder=embedder, text_reader=reader)
+            result["with_pack_text"] = bench_trays(engine)
+            engine.close()
+            from .demo_catalog import DEMO_LIST
+            from .gallery_io import load_image, parse_gallery_list
+
+            crop = load_image(next(iter(parse_gallery_list(DEMO_LIST))).path)
+            result["pack_text_read_ms"] = _median_ms(lambda: reader.read(crop), 7)
     n = 10_000 if quick else 100_000
     result["gallery_100k" if not quick else "gallery_10k"] = bench_gallery(
         embedder, n, progress=progress)

@@ -288,8 +288,14 @@ def cmd_eval_trays(args) -> int:
               file=sys.stderr, flush=True)
 
     embedder = load_embedder(args.model)
+    reader = None
+    if args.text:
+        from .text import TextReader
+
+        reader = TextReader()
     report = run_tray_eval(embedder, Path(args.gallery), Path(args.query), n_trays=args.trays,
-                           seed=args.seed, threshold=args.threshold, progress=progress)
+                           seed=args.seed, threshold=args.threshold, progress=progress,
+                           text_reader=reader)
     _print_report(report.to_dict(), args.json)
     return 0
 
@@ -513,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="recognition model folder (default: built-in)")
     s.add_argument("--threshold", type=float)
     s.add_argument("--json", action="store_true")
+    s.add_argument("--text", action="store_true",
+                   help="read the packs (PP-OCRv4) as the kiosk does")
     s.set_defaults(func=cmd_eval_trays)
 
     s = sub.add_parser("staff-pin", help="set the staff PIN (asked twice; a technician's job)")

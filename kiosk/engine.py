@@ -204,15 +204,27 @@ class Engine:
         out = list(decisions)
         profiles = self._text
         for i, d in enumerate(decisions):
-            close = self.decider.text_contenders(d)
-            if not any(profiles.has(c.sku) for c in close):
-                continue
-            words = self.text_reader.read(crops[i]).words
-            scores = {c.sku: profiles.score(words, c.sku) for c in close}
-            out[i] = self.decider.refine_with_text(d, scores, words)
+            if self._wants_text(d, profiles):
+                out[i] = self._refine(d, self.text_reader.read(crops[i]).words, profiles)
         if timings is not None:
             timings["text"] = (time.perf_counter() - t0) * 1e3
         return out
+
+    def _wants_text(self, d: Decision, profiles) -> bool:
+        return any(profiles.has(c.sku) for c in self.decider.text_contenders(d))
+
+    def _refine(self, d: Decision, words: tuple[str, ...], profiles) -> Decision:
+        close = self.decider.text_contenders(d)
+        return self.decider.refine_with_text(
+            d, {c.sku: profiles.score(words, c.sku) for c in close}, words)
+
+    def refine_with_words(self, decisions: Sequence[Decision],
+                          words: Sequence[tuple[str, ...]]) -> list[Decision]:
+        """Apply words already read on each item (e.g. to a decision on several fused views of
+        it) without reading again."""
+        profiles = self._text
+        return [self._refine(d, w, profiles) if w and self._wants_text(d, profiles) else d
+                for d, w in zip(decisions, words)]
 
     def _reembed_stale(self) -> int:
         """Gallery images embedded by another model get this model's embedding; the old

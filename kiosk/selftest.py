@@ -88,6 +88,7 @@ class SelfTest:
         self.embedder = None
         self.tmp = Path(tempfile.mkdtemp(prefix="kiosk-selftest-"))
         self.demo_engine = None
+        self.text_reader = None
 
     # -- running
     def run(self, progress: Callable[[Check], None] = lambda c: None) -> Report:
@@ -96,6 +97,7 @@ class SelfTest:
             ("runtime", self.check_runtime),
             ("data folder", self.check_data_dir),
             ("model", self.check_model),
+            ("pack text", self.check_text),
             ("demo trays", self.check_demo_trays),
             ("store catalogue", self.check_store_catalogue),
             ("qt", self.check_qt),
@@ -179,6 +181,29 @@ class SelfTest:
         return (f"{self.embedder.model_id} ({self.embedder.dim}-d{extra}), loaded in "
                 f"{load_s:.1f} s")
 
+    # -- pack text
+    def check_text(self) -> str:
+        from .demo_catalog import DEMO_LIST
+        from .gallery_io import load_image, parse_gallery_list
+        from .text import TextReader, ensure_models
+
+        try:
+            folder = ensure_models()
+        except Exception as exc:  # noqa: BLE001 - the kiosk works without, less well
+            raise CheckWarning(f"PP-OCRv4 models not available, look-alike packs are told "
+                               f"apart by their pictures only: {exc}") from exc
+        t0 = time.perf_counter()
+        self.text_reader = TextReader(folder)
+        load_s = time.perf_counter() - t0
+        crisps = next(e for e in parse_gallery_list(DEMO_LIST) if e.label == "DEMO-005")
+        t0 = time.perf_counter()
+        words = self.text_reader.read(load_image(crisps.path)).words
+        read_ms = (time.perf_counter() - t0) * 1000
+        if "黄瓜味" not in words:
+            raise CheckFailed(f"read {list(words)} on the demo cucumber crisps, not 黄瓜味")
+        return (f"PP-OCRv4 from {folder}, loaded in {load_s:.1f} s; read "
+                f"{' '.join(words)} on a demo pack in {read_ms:.0f} ms")
+
     # -- demo
     def check_demo_trays(self) -> str:
         from .demo_catalog import build_demo_catalog
@@ -188,8 +213,10 @@ class SelfTest:
 
         if self.embedder is None:
             raise CheckFailed("skipped: the model did not load")
-        db = build_demo_catalog(self.tmp / "demo" / "catalog.db", embedder=self.embedder)
-        self.demo_engine = engine = Engine.open(db, embedder=self.embedder)
+        db = build_demo_catalog(self.tmp / "demo" / "catalog.db", embedder=self.embedder,
+                                text_reader=self.text_reader)
+        self.demo_engine = engine = Engine.open(db, embedder=self.embedder,
+                                                text_reader=self.text_reader)
         meta = json.loads((DEMO_RESOURCES_DIR / "trays.json").read_text(encoding="utf-8"))
         wrong, items, times = [], 0, []
         for tray in meta["trays"]:

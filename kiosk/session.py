@@ -50,6 +50,7 @@ class TrackedItem:
     candidates: tuple[ItemCandidate, ...] = ()
     source: str = "recognized"  # "recognized" | "barcode" | "cashier"
     qty: int = 1
+    words: tuple[str, ...] = ()  # pack text read on it (kiosk.text), when it was read
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,9 @@ def _sig_diff(a: np.ndarray | None, b: np.ndarray | None) -> float:
 
 
 def _certainty(d: Decision) -> tuple:
-    return (not d.unknown, d.score)
+    # a decision the pack's words settled beats a picture-only one, whose best similarity
+    # may be higher exactly because the two products look alike
+    return (not d.unknown, d.by_text, d.score)
 
 
 def _margin(d: Decision) -> float:
@@ -138,6 +141,7 @@ class _Track:
         self.decision: Decision = Decision(None, 0.0, True, ())
         self.vectors: list[np.ndarray] = []  # embeddings of the views seen (fusion)
         self.view_sigs: list[np.ndarray] = []  # thumbnails of the embedded views
+        self.words: tuple[str, ...] = ()  # the pack text last read on it
         self.fused = False  # the decision came from averaged views
         self.barcode_sku: str | None = None
         self.barcode_sig: np.ndarray | None = None  # thumbnail at the last barcode attempt
@@ -223,7 +227,8 @@ class CheckoutSession:
             track_id=t.id, box=t.box, sku=sku,
             name=(p.name if p else sku) if sku else None,
             price=p.price if p else None, score=score, unknown=sku is None,
-            candidates=tuple(cands), source=t.source, qty=t.qty)
+            candidates=tuple(cands), source=t.source, qty=t.qty,
+            words=t.decision.words or t.words)
 
     def _make_state(self, frame_index: int, settled: bool, timings: dict, n_embedded: int
                     ) -> SessionState:
@@ -345,11 +350,15 @@ class CheckoutSession:
                 fuse.append(t)
                 if _certainty(d) > _certainty(t.decision):
                     t.decision, t.fused = d, False
+            if d.words:
+                t.words = d.words
             t.vectors = (t.vectors + [np.asarray(v, np.float32)])[-_MAX_VIEWS:]
             t.view_sigs = (t.view_sigs + [sigs[j]])[-_MAX_VIEWS:]
         if fuse:
             fused = np.stack([np.mean(t.vectors, axis=0) for t in fuse])
-            for t, d in zip(fuse, self.engine.decide_vectors(fused)):
+            decided = self.engine.refine_with_words(self.engine.decide_vectors(fused),
+                                                    [t.words for t in fuse])
+            for t, d in zip(fuse, decided):
                 if _certainty(d) > _certainty(t.decision):
                     t.decision, t.fused = d, True
         t4 = time.perf_counter()

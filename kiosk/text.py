@@ -63,10 +63,11 @@ _FILES = {
         "keys.txt", "28b2362ad4ab2dc38769aa72feb535e3a9ddb3fd2a7585a05920e6393b1dc7f7"),
 }
 MODELS_ENV = "KIOSK_OCR_MODELS"
-_DONE = ".complete"
+_DONE = "COMPLETE"  # written last; a folder without it is unfinished
 
 # Text detection (DB) and recognition settings of PP-OCRv4 mobile.
 DET_SHORT_SIDE = 640     # the crop is scaled so its short side is this (small print needs it)
+DET_MAX_UPSCALE = 3.0    # ... but not enlarged more than this (no detail to gain, only time)
 DET_LONG_MAX = 1280
 DET_THRESH = 0.3         # text probability of a pixel
 DET_BOX_THRESH = 0.5     # mean probability inside a box
@@ -193,8 +194,8 @@ class TextReader:
     # -- detection
     def _boxes(self, bgr: np.ndarray) -> list[np.ndarray]:
         h, w = bgr.shape[:2]
-        scale = DET_SHORT_SIDE / max(1, min(h, w))
-        scale = min(scale, DET_LONG_MAX / max(h, w))
+        scale = min(DET_SHORT_SIDE / max(1, min(h, w)), DET_MAX_UPSCALE,
+                    DET_LONG_MAX / max(h, w))
         nh = max(32, int(round(h * scale / 32)) * 32)
         nw = max(32, int(round(w * scale / 32)) * 32)
         x = _normalise(cv2.resize(bgr, (nw, nh)))[None]

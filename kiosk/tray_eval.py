@@ -388,9 +388,10 @@ def build_eval_catalog(db: str | Path, gallery_list: str | Path, embedder,
 def run_tray_eval(embedder, gallery_list: str | Path, query_list: str | Path, *,
                   n_trays: int = 50, seed: int = 0, items: tuple[int, int] = (2, 6),
                   touching_frac: float = 0.3, threshold: float | None = None,
-                  progress: Progress | None = None) -> TrayReport:
+                  progress: Progress | None = None, text_reader=None) -> TrayReport:
     """The whole evaluation: trays from ``query_list``, a temporary catalogue from
-    ``gallery_list`` embedded by ``embedder``, the engine with the model's threshold."""
+    ``gallery_list`` embedded by ``embedder``, the engine with the model's threshold (and
+    with ``text_reader``, the gallery's pack text read and used as the kiosk does)."""
     from .engine import Engine
 
     trays = make_trays(parse_gallery_list(query_list), n_trays, np.random.default_rng(seed),
@@ -398,7 +399,7 @@ def run_tray_eval(embedder, gallery_list: str | Path, query_list: str | Path, *,
     with tempfile.TemporaryDirectory(prefix="kiosk-eval-trays-") as tmp:
         db = build_eval_catalog(Path(tmp) / "catalog.db", gallery_list, embedder, progress)
         engine = Engine.open(db, embedder=embedder, background=trays[0].background if trays
-                             else None, threshold=threshold)
+                             else None, threshold=threshold, text_reader=text_reader)
         try:
             return evaluate_trays(engine, trays, progress=progress)
         finally:

@@ -20,7 +20,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 RESOURCES = PROJECT / "resources" / "demo"
 GALLERY = demo.DEMO_GALLERY_DIR
 TRAYS = {t["image"]: t for t in json.loads((RESOURCES / "trays.json").read_text())["trays"]}
-ITEM_KEYS = {"box", "sku", "name", "score", "unknown", "candidates"}
+ITEM_KEYS = {"box", "sku", "name", "score", "unknown", "candidates", "words", "by_text"}
 LINE_KEYS = {"sku", "name", "qty", "unit_price", "amount"}
 EVAL_KEYS = {"recall_at_1", "recall_at_5", "mAP", "n_queries", "accuracy", "false_reject_rate",
              "unknown_reject_rate"}

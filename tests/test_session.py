@@ -383,3 +383,29 @@ def test_intents_from_another_thread(session):
     st = session.state
     assert receipt_qty(st)["DEMO-006"] == 29
     assert skus(st) == ["DEMO-001", "DEMO-006", "DEMO-010", "DEMO-011"]
+
+
+# ------------------------------------------------------------------------------ pack text
+def test_pack_text_is_read_and_survives_fusing_views(tmp_path, copy_demo_db, embedder,
+                                                     text_reader):
+    """The look-alike crisps: the words read decide, and a later fused decision on the
+    averaged views (which reads nothing) applies the words already read instead of
+    forgetting them."""
+    engine = Engine.open(copy_demo_db(tmp_path / "store"), embedder=embedder,
+                         text_reader=text_reader)
+    engine.decider.text_spread = 1.0  # read whenever two products are in the running
+    engine.decider.k = 20  # ... and let more than one product in
+    try:
+        s = CheckoutSession(engine, settle_ms=300, fuse_margin=1.0)  # always fuse re-seen views
+        clock = Clock(s)
+        st = clock.settle(tray(("DEMO-005", 640, 360, 10)))
+        (item,) = st.items
+        assert item.sku == "DEMO-005" and "黄瓜味" in item.words
+        # a new view of the same item (turned a little): embedded again, views fused
+        clock.feed(tray(("DEMO-005", 640, 360, 10)), 1)
+        st = clock.settle(tray(("DEMO-005", 650, 365, 25)))
+        (item,) = st.items
+        assert item.sku == "DEMO-005" and "黄瓜味" in item.words
+        assert not st.needs_cashier
+    finally:
+        engine.close()

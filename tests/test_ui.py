@@ -50,10 +50,11 @@ def make_kiosk(app, qtbot, tmp_path, copy_demo_db, embedder, ui_settings):
     with a realtime scripted demo camera; ``prepare(engine)`` runs before the window opens."""
     made = []
 
-    def make(script, prepare=None, settings=ui_settings, settings_path=None):
+    def make(script, prepare=None, settings=ui_settings, settings_path=None, text_reader=None):
         db = copy_demo_db(tmp_path / f"store{len(made)}")
         camera = DemoCamera(fps=30, seed=3, script=script)
-        engine = Engine.open(db, embedder=embedder, background=camera.background())
+        engine = Engine.open(db, embedder=embedder, background=camera.background(),
+                             text_reader=text_reader)
         if prepare is not None:
             prepare(engine)
         session = CheckoutSession(engine, settle_ms=150)
@@ -154,6 +155,24 @@ def test_tap_opens_candidates_and_a_choice_changes_the_receipt(qtbot, make_kiosk
     w.correction.remove_button.click()
     qtbot.waitUntil(lambda: w.receipt.rows() == [], timeout=WAIT)
     assert not w.receipt.finish_button.isEnabled()
+
+
+def test_cashier_sees_the_words_read_on_the_pack(qtbot, make_kiosk, text_reader):
+    def read_always(engine):  # any two candidates: read the pack
+        engine.decider.text_spread = 1.0
+        engine.decider.k = 20
+
+    w = make_kiosk([("add", "DEMO-004", 640, 380, 10), ("wait", 60)], prepare=read_always,
+                   text_reader=text_reader)
+    qtbot.waitUntil(lambda: w.controller.state is not None and len(w.controller.state.items) == 1
+                    and bool(w.controller.state.items[0].words), timeout=WAIT)
+    item = w.controller.state.items[0]
+    assert item.sku == "DEMO-004" and "原味" in item.words
+    tap_item(qtbot, w, item)
+    qtbot.waitUntil(lambda: w.correction is not None and w.correction.isVisible(), timeout=WAIT)
+    assert "包装上读到：" in w.correction.current.text()
+    assert "原味" in w.correction.current.text()
+    w.correction.accept()
 
 
 def test_finish_records_the_sale_and_saves_a_pdf(qtbot, make_kiosk, tmp_path):

@@ -118,6 +118,9 @@ class CorrectionDialog(QDialog):
                      else self.tr("no price"))
             self.current.setText(self.tr("Now: %1 (%2)").replace("%1", item.name or item.sku)
                                  .replace("%2", price))
+        if item is not None and item.words:
+            self.current.setText(self.current.text() + "\n" + self.tr("Read on the pack: %1")
+                                 .replace("%1", " ".join(item.words[:12])))
 
     # --------------------------------------------------------------- list
     def _show_candidates(self, rows) -> None:

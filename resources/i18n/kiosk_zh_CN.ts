@@ -401,6 +401,10 @@
         <translation>当前：%1（%2）</translation>
     </message>
     <message>
+        <source>Read on the pack: %1</source>
+        <translation>包装上读到：%1</translation>
+    </message>
+    <message>
         <source>match %1%</source>
         <translation>相似度 %1%</translation>
     </message>
