@@ -213,6 +213,17 @@ class Engine:
     def _wants_text(self, d: Decision, profiles) -> bool:
         return any(profiles.has(c.sku) for c in self.decider.text_contenders(d))
 
+    def wants_text(self, d: Decision) -> bool:
+        """Whether reading the item's pack could change ``d`` (close candidates, one of them
+        with enrolled words, and a reader)."""
+        return self.text_reader is not None and self._wants_text(d, self._text)
+
+    def read_and_refine(self, crop: np.ndarray, d: Decision) -> Decision:
+        """Read the item's pack and let its words re-rank ``d``'s close candidates."""
+        if not self.wants_text(d):
+            return d
+        return self._refine(d, self.text_reader.read(crop).words, self._text)
+
     def _refine(self, d: Decision, words: tuple[str, ...], profiles) -> Decision:
         close = self.decider.text_contenders(d)
         return self.decider.refine_with_text(
@@ -287,16 +298,20 @@ class Engine:
                            decide=(t3 - t2) * 1e3)
         return self._apply_text(crops, decisions, timings)
 
-    def embed_and_decide(self, crops: Sequence[np.ndarray], timings: dict | None = None
-                         ) -> tuple[np.ndarray, list[Decision]]:
+    def embed_and_decide(self, crops: Sequence[np.ndarray], timings: dict | None = None,
+                         read_text: bool = True) -> tuple[np.ndarray, list[Decision]]:
         """Like :meth:`recognize_crops`, also returning the embeddings (N, D) (e.g. to fuse
-        several views of one item with :meth:`decide_vectors`)."""
+        several views of one item with :meth:`decide_vectors`).  ``read_text=False`` leaves
+        the packs unread (the caller reads those :meth:`wants_text` later, with
+        :meth:`read_and_refine`)."""
         if not crops:
             return np.zeros((0, self.embedder.dim), np.float32), []
         t0 = time.perf_counter()
         emb = self.embedder.embed(list(crops))
         t1 = time.perf_counter()
-        decisions = self._apply_text(crops, self.decide_vectors(emb.vectors, timings), timings)
+        decisions = self.decide_vectors(emb.vectors, timings)
+        if read_text:
+            decisions = self._apply_text(crops, decisions, timings)
         if timings is not None:
             timings["embed"] = (t1 - t0) * 1e3
         return emb.vectors, decisions

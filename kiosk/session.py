@@ -142,6 +142,7 @@ class _Track:
         self.vectors: list[np.ndarray] = []  # embeddings of the views seen (fusion)
         self.view_sigs: list[np.ndarray] = []  # thumbnails of the embedded views
         self.words: tuple[str, ...] = ()  # the pack text last read on it
+        self.text_crop: np.ndarray | None = None  # a view whose pack is still to be read
         self.fused = False  # the decision came from averaged views
         self.barcode_sku: str | None = None
         self.barcode_sig: np.ndarray | None = None  # thumbnail at the last barcode attempt
@@ -276,9 +277,20 @@ class CheckoutSession:
                     if not self._settled:  # settled back on the scene already recognised
                         self._settled = True
                         return self._make_state(frame.index, True, self._state.timings_ms, 0)
-                    return None
-                gen = self._gen
-                tracks = list(self._tracks.values())
+                    # still the recognised scene: read one pack still to be read, if any
+                    pending = next((t for t in self._tracks.values()
+                                    if t.text_crop is not None and t.override is None
+                                    and t.barcode_sku is None and not t.removed
+                                    and not t.paid), None)
+                    if pending is None:
+                        return None
+                    gen = self._gen
+                else:
+                    pending = None
+                    gen = self._gen
+                    tracks = list(self._tracks.values())
+            if pending is not None:
+                return self._read_pack(pending, gen, frame.index)
             result = self._recognise(frame.image, tracks)
             self.recognitions += 1
             with self._lock:
@@ -335,7 +347,10 @@ class CheckoutSession:
                   and (t.decision.unknown or _margin(t.decision) < self.fuse_margin)
                   and min((_sig_diff(sigs[j], s) for s in t.view_sigs), default=1e9) > 3.0):
                 todo.append(j)  # a new view of an uncertain item: worth embedding
-        vectors, decisions = self.engine.embed_and_decide([crop(j) for j in todo], timings)
+        # packs are read after the receipt is shown (process() reads one per frame while the
+        # tray stays still): the shopper sees the pictures' answer at once
+        vectors, decisions = self.engine.embed_and_decide([crop(j) for j in todo], timings,
+                                                          read_text=False)
         t3 = time.perf_counter()
 
         new: dict[int, _Track] = {}
@@ -350,8 +365,8 @@ class CheckoutSession:
                 fuse.append(t)
                 if _certainty(d) > _certainty(t.decision):
                     t.decision, t.fused = d, False
-            if d.words:
-                t.words = d.words
+            if not t.words and self.engine.wants_text(t.decision):
+                t.text_crop = crop(j)
             t.vectors = (t.vectors + [np.asarray(v, np.float32)])[-_MAX_VIEWS:]
             t.view_sigs = (t.view_sigs + [sigs[j]])[-_MAX_VIEWS:]
         if fuse:
@@ -386,6 +401,25 @@ class CheckoutSession:
             timings["decide"] += (t4 - t3) * 1e3
         return {"boxes": boxes, "sigs": sigs, "masks": masks, "match": match, "new": new,
                 "timings": timings, "n_embedded": len(todo)}
+
+    def _read_pack(self, t: _Track, gen: int, frame_index: int) -> SessionState | None:
+        """Read the pack of a recognised item whose close candidates have enrolled words and
+        let the words re-rank them; a new state when that changed the item or its words."""
+        crop, t.text_crop = t.text_crop, None
+        t0 = time.perf_counter()
+        d = self.engine.read_and_refine(crop, t.decision)
+        ms = (time.perf_counter() - t0) * 1e3
+        with self._lock:
+            if gen != self._gen or self._tracks.get(t.id) is not t:
+                return None
+            changed = d.sku != t.decision.sku or (d.words and d.words != t.words)
+            t.decision = d
+            if d.words:
+                t.words = d.words
+            if not changed:
+                return None
+            return self._make_state(frame_index, True, {**self._state.timings_ms, "text": ms},
+                                    0)
 
     def _barcode_sku(self, image, box, crop, read_barcodes) -> str | None:
         x1, y1, x2, y2 = box

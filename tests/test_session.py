@@ -398,9 +398,15 @@ def test_pack_text_is_read_and_survives_fusing_views(tmp_path, copy_demo_db, emb
     try:
         s = CheckoutSession(engine, settle_ms=300, fuse_margin=1.0)  # always fuse re-seen views
         clock = Clock(s)
-        st = clock.settle(tray(("DEMO-005", 640, 360, 10)))
-        (item,) = st.items
+        states = [st for st in clock.feed(tray(("DEMO-005", 640, 360, 10)), 8) if st.settled]
+        # first the pictures' answer, at once; the pack is read on the next still frame
+        assert len(states) == 2
+        assert states[0].n_embedded == 1 and states[0].items[0].words == ()
+        assert "text" not in states[0].timings_ms
+        (item,) = states[1].items
         assert item.sku == "DEMO-005" and "黄瓜味" in item.words
+        assert states[1].n_embedded == 0 and states[1].timings_ms["text"] > 0
+        assert s.recognitions == 1
         # a new view of the same item (turned a little): embedded again, views fused
         clock.feed(tray(("DEMO-005", 640, 360, 10)), 1)
         st = clock.settle(tray(("DEMO-005", 650, 365, 25)))

@@ -49,19 +49,32 @@ def test_word_similarity(a, b, low, high):
 def test_profiles_keep_the_products_words_and_weigh_the_telling_ones():
     views = {
         "apple": [("SUNNY", "APPLE"), ("SUNNY", "APPLE", "PRICE"), ("SUNNY", "APLE")],
-        "orange": [("SUNNY", "ORANGE"), ("SUNNY", "ORANGE")],
+        "orange": [("SUNNY", "ORANGE", "RED"), ("SUNNY", "ORANGE", "RED")],
         "plain": [(), ()],
     }
     p = TextProfiles(views, n_products=5)
     # a word on one of three views with text (a price tag) is not the product's
     assert "APPLE" in p.words["apple"] and "PRICE" not in p.words["apple"]
+    # a misreading is the same word, counted once
+    assert sorted(map(sorted, p.groups["apple"])) == [["APLE", "APPLE"], ["SUNNY"]]
     assert not p.has("plain") and p.has("orange") and len(p) == 2
-    # the brand on both weighs less than the flavour
-    assert p.weight["SUNNY"] < p.weight["ORANGE"]
-    assert p.score(("SUNNY", "ORANGE"), "orange") == pytest.approx(1.0)
-    assert p.score(("SUNNY", "ORANGE"), "apple") < 0.5
+    assert p.score(("SUNNY", "ORANGE", "RED"), "orange") == pytest.approx(1.0)
+    # the shared brand alone fits both a little, the flavour decides
+    assert 0 < p.score(("SUNNY",), "apple") < 1 and 0 < p.score(("SUNNY",), "orange") < 1
+    assert p.score(("SUNNY", "ORANGE"), "orange") > p.score(("SUNNY", "ORANGE"), "apple")
+    assert p.score(("SUNNY", "APPLE"), "apple") > p.score(("SUNNY", "APPLE"), "orange")
     assert p.score(("SUNNY", "ORANGE"), "plain") is None   # no enrolled text: no evidence
     assert p.score((), "orange") is None                   # nothing read: no evidence
+    assert p.score(("KR", "WEIGHT"), "orange") is None     # words no product has say nothing
+
+
+def test_a_one_word_profile_does_not_claim_every_pack_showing_that_word():
+    """Seen on the held-out split: a juice enrolled with only "APPLE" readable took a
+    grapefruit juice whose pack (or a neighbour) also showed "apple"."""
+    p = TextProfiles({"apple": [("APPLE",)] * 3,
+                      "grapefruit": [("GOD", "MORGON", "ORANGE", "RED", "GRAPEFRUIT")] * 3})
+    pack = ("MORGON", "APPLE", "ORANGE", "RED", "GRAPEFRUIT")
+    assert p.score(pack, "grapefruit") > p.score(pack, "apple")
 
 
 # ------------------------------------------------------------------------- decision
