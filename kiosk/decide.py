@@ -11,9 +11,10 @@ so a cashier can pick one.
 
 Look-alike products (two flavours of one drink) can come out within a few hundredths of each
 other.  When products this close are in the running and one of them has enrolled pack text,
-:meth:`Decider.refine_with_text` adds ``text_weight`` times the share of each product's words
-read on the item (:mod:`kiosk.text`) to its similarity and re-ranks those close ones.  On the
-held-out split this took unseen-but-enrolled products from 0.814 to 0.861 top-1 (README).
+:meth:`Decider.refine_with_text` adds ``text_weight`` times how well the words read on the
+item fit each product (:mod:`kiosk.text`) to its similarity and re-ranks those close ones.  On the
+held-out split this took unseen-but-enrolled products from 0.808 to 0.836 top-1 and known
+ones from 0.839 to 0.845 (README, "Pack text").
 """
 from __future__ import annotations
 
@@ -33,9 +34,9 @@ DEFAULT_TEMPERATURE = 0.05
 # ``inference.yml`` may carry a ``threshold`` that overrides it.
 DEFAULT_THRESHOLD = 0.5
 # Pack text: products within TEXT_SPREAD of the best similarity are re-ranked by similarity +
-# TEXT_WEIGHT x the share of their enrolled words read on the item (measured on the held-out
-# split: spread 0.05 / 0.1 / 0.2 read text on 17 / 35 / 66 % of items for 0.850 / 0.861 /
-# 0.861 top-1 on unseen products; weight 0.1 / 0.2 / 0.3 gave 0.856 / 0.861 / 0.864).
+# TEXT_WEIGHT x how well the pack's words fit them (kiosk.text.TextProfiles.score).  On the
+# held-out split spread 0.05 / 0.1 / 0.2 read 17 / 35 / 66 % of the items, with no gain beyond
+# 0.1; weight 0.1 / 0.2 / 0.3 gave 0.826 / 0.845 / 0.845 top-1 on known products.
 TEXT_WEIGHT = 0.2
 TEXT_SPREAD = 0.1
 
