@@ -107,7 +107,7 @@ def test_dev_split_is_disjoint(dev_data):
 HELD_OUT_FLOORS = {"known": 0.80, "unseen": 0.75}
 
 
-def test_held_out_split_floors(dev_data, tmp_path_factory):
+def test_held_out_split_floors(dev_data, tmp_path_factory, text_reader):
     root = tmp_path_factory.mktemp("split")
     files = write_split(dev_split(dev_data), root / "lists")
     report = run_training(
@@ -129,3 +129,10 @@ def test_held_out_split_floors(dev_data, tmp_path_factory):
                            files["query_unseen"], Decider())
     assert kiosk.recall_at_1 >= HELD_OUT_FLOORS["unseen"]
     assert abs(kiosk.recall_at_1 - final["unseen"]["recall_at_1"]) < 0.03
+    # pack text on the unseen products (enrolled, never trained on): look-alike flavours
+    with_text = evaluate_lists(load_embedder(str(root / "model")), files["gallery"],
+                               files["query_unseen"], Decider(), text_reader=text_reader)
+    print(with_text)
+    assert 0.2 <= with_text.text_read_rate <= 0.6
+    assert with_text.top1 >= with_text.top1_without_text + 0.01
+    assert with_text.accuracy >= with_text.accuracy_without_text
