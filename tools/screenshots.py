@@ -99,7 +99,10 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
         settings = Settings()
         app = setup_application(settings=settings)
         camera = DemoCamera(fps=30, seed=1, script=SCENE)
-        engine = Engine.open(db, embedder=embedder, background=camera.background())
+        from kiosk.text import make_text_reader
+
+        engine = Engine.open(db, embedder=embedder, background=camera.background(),
+                             text_reader=make_text_reader(embedder))
         engine.remove_product(ENROL_SKU)  # so that staff can enrol it
         session = CheckoutSession(engine, settle_ms=150)
         window = build_window(KioskParts(engine, session, camera, "demo", db), settings)
