@@ -122,8 +122,10 @@ def cmd_gallery_add(args) -> int:
     from .engine import Engine
     from .gallery_io import load_image
     from .money import parse_price
+    from .text import make_text_reader
 
-    engine = Engine.open(Path(args.db))
+    # the new views' pack text is read as a staff enrolment in the window reads it
+    engine = Engine.open(Path(args.db), text_reader=make_text_reader(), text_backfill_limit=0)
     try:
         images = [load_image(Path(p)) for p in args.images]
         cat = engine.catalog
@@ -142,6 +144,22 @@ def cmd_gallery_add(args) -> int:
         print(f"{args.sku}: {len(ids)} gallery image(s) added")
     finally:
         engine.close()
+    return 0
+
+
+def cmd_read_text(args) -> int:
+    from .engine import Engine
+    from .text import TextReader
+
+    db = resolve_db(args.db)
+    engine = Engine.open(db, text_reader=TextReader(), text_backfill_limit=0)
+    try:
+        todo = engine.catalog.files_without_words(engine.text_reader.reader_id)
+        print(f"{len(todo)} gallery image(s) to read", file=sys.stderr)
+        n = engine.read_missing_text(None, progress=_progress("reading packs"))
+    finally:
+        engine.close()
+    print(f"pack text read on {n} gallery image(s)")
     return 0
 
 
@@ -447,6 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("setup", help="convert the models and build the demo catalogue")
     s.set_defaults(func=cmd_setup)
+
+    s = sub.add_parser("read-text", help="read the pack text of every gallery image not read "
+                                          "yet (after `gallery import`; the window reads at "
+                                          "most 300 when it opens a catalogue)")
+    s.add_argument("--db")
+    s.set_defaults(func=cmd_read_text)
 
     g = sub.add_parser("gallery", help="manage the product gallery").add_subparsers(
         dest="gallery_command", required=True)

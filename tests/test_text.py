@@ -255,3 +255,31 @@ def test_remote_reader_reads_in_the_model_process(text_reader):
         reader = remote.text_reader(ensure_models())
         assert reader.read(img) == text_reader.read(img)
         assert reader.read_many([]) == []
+
+
+def test_opening_reads_a_bounded_number_and_read_text_reads_the_rest(tmp_path, copy_demo_db,
+                                                                     embedder, text_reader,
+                                                                     capsys):
+    """A large catalogue imported without text must not keep the window from opening for
+    hours: an engine reads at most ``text_backfill_limit`` gallery images; `kiosk read-text`
+    reads the rest."""
+    from kiosk.cli import main
+
+    db = copy_demo_db(tmp_path / "demo")
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM gallery_text")
+    engine = Engine.open(db, embedder=embedder, text_reader=text_reader, text_backfill_limit=10)
+    try:
+        assert engine.text_backfilled == 10 and engine.text_missing == 120
+        assert len(engine.catalog.files_without_words(READER_ID)) == 120
+    finally:
+        engine.close()
+    capsys.readouterr()
+    assert main(["read-text", "--db", str(db)]) == 0
+    assert "pack text read on 120 gallery image(s)" in capsys.readouterr().out
+    cat = Catalog(db)
+    try:
+        assert cat.files_without_words(READER_ID) == []
+        assert all(len(v) == 5 for v in cat.gallery_words(READER_ID).values())
+    finally:
+        cat.close()
