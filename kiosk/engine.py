@@ -179,7 +179,7 @@ class Engine:
         self.text_missing = max(0, len(todo) - limit) if limit is not None else 0
         if limit is not None:
             todo = todo[:limit]
-        if self.text_missing:
+        if self.text_missing and limit:  # (limit 0: the caller did not ask for any reading)
             log.warning("%d gallery images have no pack text read yet: `kiosk read-text` reads "
                         "them", self.text_missing)
         if todo:
