@@ -176,7 +176,10 @@ def _normalise(img: np.ndarray) -> np.ndarray:
 class TextReader:
     """PP-OCRv4 on Paddle Inference: :meth:`read` an RGB item crop into :class:`PackText`.
 
-    Thread-safe (one lock); a reader is meant to be shared by the engine."""
+    Thread-safe; a reader is meant to be shared by the engine.  Its three predictors only ever
+    run on the reader's own thread, whichever thread calls :meth:`read` (Paddle's oneDNN
+    caches are per thread; in the full test run, reading on the GUI's recognition threads
+    beside the embedder there once left the embedder failing with ``std::exception``)."""
 
     reader_id = READER_ID
 
@@ -194,6 +197,9 @@ class TextReader:
         keys = (folder / "keys.txt").read_text(encoding="utf-8").splitlines()
         self.charset = ["", *keys, " "]  # CTC blank first, the space last (PP-OCR's layout)
         self._lock = threading.Lock()
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-text")
 
     # -- detection
     def _boxes(self, bgr: np.ndarray) -> list[np.ndarray]:
@@ -283,21 +289,23 @@ class TextReader:
         """Read the text on one RGB item image."""
         if rgb is None or rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 8:
             return PackText()
-        bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
         with self._lock:
-            boxes = self._boxes(bgr)
-            if not boxes:
-                return PackText()
-            crops = self._upright([self._cut(bgr, b) for b in boxes])
-            lines = []
-            # similar widths together, so short words are not padded to a long line's width
-            order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / crops[i].shape[0])
-            texts: dict[int, tuple[str, float]] = {}
-            for s in range(0, len(order), 8):
-                chunk = order[s:s + 8]
-                for i, r in zip(chunk, self._recognise([crops[i] for i in chunk])):
-                    texts[i] = r
-            lines = [texts[i] for i in range(len(crops)) if texts[i][0].strip()]
+            return self._thread.submit(self._read, rgb).result()
+
+    def _read(self, rgb: np.ndarray) -> PackText:
+        bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+        boxes = self._boxes(bgr)
+        if not boxes:
+            return PackText()
+        crops = self._upright([self._cut(bgr, b) for b in boxes])
+        # similar widths together, so short words are not padded to a long line's width
+        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / crops[i].shape[0])
+        texts: dict[int, tuple[str, float]] = {}
+        for s in range(0, len(order), 8):
+            chunk = order[s:s + 8]
+            for i, r in zip(chunk, self._recognise([crops[i] for i in chunk])):
+                texts[i] = r
+        lines = [texts[i] for i in range(len(crops)) if texts[i][0].strip()]
         return PackText.from_lines(lines)
 
     def read_many(self, images: Sequence[np.ndarray]) -> list[PackText]:

@@ -157,13 +157,23 @@ def test_tap_opens_candidates_and_a_choice_changes_the_receipt(qtbot, make_kiosk
     assert not w.receipt.finish_button.isEnabled()
 
 
-def test_cashier_sees_the_words_read_on_the_pack(qtbot, make_kiosk, text_reader):
+@pytest.fixture(scope="module")
+def remote_text_reader():
+    """The pack-text reader in a model process, as the kiosk runs it (model_process on)."""
+    from kiosk.embed.remote import RemoteEmbedder
+    from kiosk.text import ensure_models
+
+    with RemoteEmbedder() as remote:
+        yield remote.text_reader(ensure_models())
+
+
+def test_cashier_sees_the_words_read_on_the_pack(qtbot, make_kiosk, remote_text_reader):
     def read_always(engine):  # any two candidates: read the pack
         engine.decider.text_spread = 1.0
         engine.decider.k = 20
 
     w = make_kiosk([("add", "DEMO-004", 640, 380, 10), ("wait", 60)], prepare=read_always,
-                   text_reader=text_reader)
+                   text_reader=remote_text_reader)
     qtbot.waitUntil(lambda: w.controller.state is not None and len(w.controller.state.items) == 1
                     and bool(w.controller.state.items[0].words), timeout=WAIT)
     item = w.controller.state.items[0]
