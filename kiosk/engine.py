@@ -190,7 +190,7 @@ class Engine:
         for sku, file in todo:
             by_sku.setdefault(sku, []).append(file)
         for sku, files in by_sku.items():
-            read: list[tuple[str, np.ndarray | None, tuple[str, ...]]] = []
+            read: list[tuple[str, np.ndarray, tuple[str, ...]]] = []  # views read: file, image, words
             rows = []
             for file in files:
                 try:
@@ -201,9 +201,9 @@ class Engine:
                     continue
                 # an enrolment stores each view twice, as cut and half-turned: read a view
                 # once and give its copy the same words (counted once, as at enrolment)
-                source = next((f for f, other, _ in read if _is_half_turn(img, other)), None)
-                if source is not None:
-                    rows.append((file, source, next(w for f, _, w in read if f == source)))
+                view = next((r for r in read if _is_half_turn(img, r[1])), None)
+                if view is not None:
+                    rows.append((file, view[0], view[2]))
                     continue
                 words = self.text_reader.read(img).words
                 read.append((file, img, words))
@@ -221,40 +221,34 @@ class Engine:
         if self.text_reader is None or not len(self._text):
             return decisions
         t0 = time.perf_counter()
-        out = list(decisions)
-        profiles = self._text
-        for i, d in enumerate(decisions):
-            if self._wants_text(d, profiles):
-                out[i] = self._refine(d, self.text_reader.read(crops[i]).words, profiles)
+        out = [self.read_and_refine(c, d) for c, d in zip(crops, decisions)]
         if timings is not None:
             timings["text"] = (time.perf_counter() - t0) * 1e3
         return out
 
-    def _wants_text(self, d: Decision, profiles) -> bool:
-        return any(profiles.has(c.sku) for c in self.decider.text_contenders(d))
-
     def wants_text(self, d: Decision) -> bool:
         """Whether reading the item's pack could change ``d`` (close candidates, one of them
         with enrolled words, and a reader)."""
-        return self.text_reader is not None and self._wants_text(d, self._text)
+        return self.text_reader is not None and any(
+            self._text.has(c.sku) for c in self.decider.text_contenders(d))
 
     def read_and_refine(self, crop: np.ndarray, d: Decision) -> Decision:
         """Read the item's pack and let its words re-rank ``d``'s close candidates."""
         if not self.wants_text(d):
             return d
-        return self._refine(d, self.text_reader.read(crop).words, self._text)
+        return self._refine(d, self.text_reader.read(crop).words)
 
-    def _refine(self, d: Decision, words: tuple[str, ...], profiles) -> Decision:
-        close = self.decider.text_contenders(d)
+    def _refine(self, d: Decision, words: tuple[str, ...]) -> Decision:
+        profiles = self._text
         return self.decider.refine_with_text(
-            d, {c.sku: profiles.score(words, c.sku) for c in close}, words)
+            d, {c.sku: profiles.score(words, c.sku) for c in self.decider.text_contenders(d)},
+            words)
 
     def refine_with_words(self, decisions: Sequence[Decision],
                           words: Sequence[tuple[str, ...]]) -> list[Decision]:
         """Apply words already read on each item (e.g. to a decision on several fused views of
         it) without reading again."""
-        profiles = self._text
-        return [self._refine(d, w, profiles) if w and self._wants_text(d, profiles) else d
+        return [self._refine(d, w) if w and self.wants_text(d) else d
                 for d, w in zip(decisions, words)]
 
     def _reembed_stale(self) -> int:
@@ -529,9 +523,9 @@ class Engine:
         self.catalog.close()
 
 
-def _is_half_turn(a: np.ndarray, b: np.ndarray | None, tol: float = 6.0) -> bool:
+def _is_half_turn(a: np.ndarray, b: np.ndarray, tol: float = 6.0) -> bool:
     """True when ``b`` is ``a`` turned by 180 degrees (up to JPEG noise)."""
-    if b is None or a.shape != b.shape:
+    if a.shape != b.shape:
         return False
     return float(np.mean(np.abs(a[::-1, ::-1].astype(np.int16) - b.astype(np.int16)))) < tol
 

