@@ -196,12 +196,52 @@ def _m005_gallery_text(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_cashiers_and_calls(db: sqlite_utils.Database) -> None:
+    """Cashier accounts (see :mod:`kiosk.cashier_auth`), the kiosk-wide lockout of cashier
+    codes, calls for the cashier, and who exactly did each audited change (``actor``: a
+    cashier's id; NULL where the role says enough)."""
+    db.executescript(
+        f"""
+        CREATE TABLE cashiers (
+            id TEXT PRIMARY KEY CHECK (length(trim(id)) > 0),
+            name TEXT NOT NULL CHECK (length(trim(name)) > 0),
+            code_hash BLOB NOT NULL UNIQUE,
+            badge_hash BLOB UNIQUE,
+            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+            created_at TEXT NOT NULL DEFAULT ({_NOW}),
+            updated_at TEXT NOT NULL DEFAULT ({_NOW})
+        );
+        CREATE TABLE cashier_auth (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            salt BLOB NOT NULL,
+            params TEXT NOT NULL,
+            failures INTEGER NOT NULL DEFAULT 0 CHECK (failures >= 0),
+            lockouts INTEGER NOT NULL DEFAULT 0 CHECK (lockouts >= 0),
+            locked_until REAL NOT NULL DEFAULT 0
+        );
+        CREATE TABLE calls (
+            id INTEGER PRIMARY KEY,
+            opened_at TEXT NOT NULL DEFAULT ({_NOW}),
+            reason TEXT NOT NULL CHECK (reason IN ('shopper', 'unknown', 'unsure', 'unpriced',
+                                                   'camera', 'printer')),
+            detail TEXT,
+            resolved_at TEXT,
+            resolved_by TEXT,
+            resolution TEXT
+        );
+        CREATE INDEX calls_open ON calls(resolved_at);
+        ALTER TABLE audit ADD COLUMN actor TEXT;
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_initial,
     _m002_staff_auth,
     _m003_correction_actions,
     _m004_audit,
     _m005_gallery_text,
+    _m006_cashiers_and_calls,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -881,9 +921,10 @@ class Catalog:
         transaction_id: int | None = None,
         *,
         role: str = "cashier",
+        actor: str | None = None,
     ) -> int:
         """Log a staff/customer correction of a recognised item (``box`` is stored as JSON);
-        audited as ``override`` by ``role``."""
+        audited as ``override`` by ``role`` (``actor``: the cashier's id)."""
         _check_role(role)
         with self.transaction():
             row = self.conn.execute(
@@ -891,7 +932,8 @@ class Catalog:
                 (transaction_id, json.dumps(box), from_sku, to_sku),
             ).lastrowid
             self.audit("override", to_sku or from_sku, role=role, before={"sku": from_sku},
-                       after={"sku": to_sku}, detail=json.dumps({"box": box, "correction": row}))
+                       after={"sku": to_sku}, detail=json.dumps({"box": box, "correction": row}),
+                       actor=actor)
             return row
 
     def log_action(
@@ -905,6 +947,7 @@ class Catalog:
         *,
         role: str = "cashier",
         prev_qty: int | None = None,
+        actor: str | None = None,
     ) -> int:
         """Log a cashier action other than a plain sku correction ('remove', 'qty', ...);
         audited as ``action`` by ``role`` (``prev_qty``: the quantity before, for the log)."""
@@ -919,7 +962,7 @@ class Catalog:
             before = {"sku": from_sku} if prev_qty is None else {"sku": from_sku, "qty": prev_qty}
             after = None if to_sku is None and qty is None else {"sku": to_sku, "qty": qty}
             self.audit(action, from_sku or to_sku, role=role, before=before, after=after,
-                       detail=json.dumps({"box": box, "correction": row}))
+                       detail=json.dumps({"box": box, "correction": row}), actor=actor)
             return row
 
     def link_corrections(self, ids: Iterable[int], transaction_id: int) -> None:
@@ -953,6 +996,42 @@ class Catalog:
                     f"UPDATE staff_auth SET {sets}, updated_at = {_NOW} WHERE id = 1", list(fields.values())
                 )
 
+    # -- calls for the cashier ----------------------------------------------------------------
+
+    CALL_REASONS = ("shopper", "unknown", "unsure", "unpriced", "camera", "printer")
+
+    def open_call(self, reason: str, detail: str | None = None) -> int:
+        """Store a new call for the cashier; returns its id (audited by the system)."""
+        if reason not in self.CALL_REASONS:
+            raise ValueError(f"call reason must be one of {', '.join(self.CALL_REASONS)}; "
+                             f"got {reason!r}")
+        with self.transaction():
+            row = self.conn.execute("INSERT INTO calls (reason, detail) VALUES (?, ?)",
+                                    (reason, detail)).lastrowid
+            self.audit("call_opened", f"call {row}", role="system", after={"reason": reason},
+                       detail=detail)
+            return row
+
+    def resolve_call(self, call_id: int, *, by: str | None, resolution: str,
+                     role: str = "cashier") -> bool:
+        """Close an open call (``by``: the cashier's id, None for the system); False when it
+        was already closed or does not exist."""
+        _check_text(resolution, "resolution")
+        _check_role(role)
+        with self.transaction():
+            n = self.conn.execute(
+                f"UPDATE calls SET resolved_at = {_NOW}, resolved_by = ?, resolution = ? "
+                "WHERE id = ? AND resolved_at IS NULL", (by, resolution, int(call_id))).rowcount
+            if n:
+                self.audit("call_resolved", f"call {int(call_id)}", role=role,
+                           after={"resolution": resolution}, actor=by)
+            return bool(n)
+
+    def calls(self, *, open_only: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+        """Calls for the cashier, newest first."""
+        where = "WHERE resolved_at IS NULL" if open_only else ""
+        return self._query(f"SELECT * FROM calls {where} ORDER BY id DESC LIMIT ?", (int(limit),))
+
     # -- audit log ----------------------------------------------------------------------------
 
     def audit(
@@ -964,17 +1043,22 @@ class Catalog:
         before: Any = None,
         after: Any = None,
         detail: str | None = None,
+        actor: str | None = None,
     ) -> int:
         """Append one row to the audit log (``before``/``after`` stored as JSON); returns its id.
+        ``actor``: who exactly (a cashier's id) where the role alone does not say.
 
         Called inside the transaction of the change it records, so both land or neither does.
         Never pass secrets: the log is shown in staff mode and copied into backups."""
         _check_text(action, "action")
         _check_role(role)
+        if actor is not None:
+            actor = _check_text(actor, "actor")
         with self.transaction():
             return self.conn.execute(
-                "INSERT INTO audit (role, action, subject, before, after, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (role, action, subject, _json(before), _json(after), detail),
+                "INSERT INTO audit (role, action, subject, before, after, detail, actor) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (role, action, subject, _json(before), _json(after), detail, actor),
             ).lastrowid
 
     def audit_log(self, limit: int | None = 500, *, action: str | None = None) -> list[dict[str, Any]]:

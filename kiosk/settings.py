@@ -162,6 +162,46 @@ class StaffSettings:
 
 
 @dataclass(frozen=True)
+class CheckoutSettings:
+    frozen_after_s: float = _opt("a camera picture that has not changed for this many seconds "
+                                 "is stale: the receipt is withdrawn until a fresh picture",
+                                 _float(0.5, 600.0), 3.0)
+    max_sale_age_s: float = _opt("a sale is stored only from a settled picture recognised at "
+                                 "most this many seconds ago (the tray still unchanged)",
+                                 _float(0.5, 600.0), 10.0)
+    unsure_margin: float = _opt("an item whose two best products are closer than this is sent "
+                                "to the cashier instead of being charged", _float(0.0, 1.0),
+                                0.03)
+    auto_call: bool = _opt("call the cashier by itself when an item is unknown or unsure",
+                           _bool, True)
+
+
+@dataclass(frozen=True)
+class CashierSettings:
+    session_timeout_s: int = _opt("an attendant session (opened by a cashier code or badge) "
+                                  "ends after this many idle seconds", _int(5, 3600), 60)
+    max_code_attempts: int = _opt("wrong cashier codes before a lockout", _int(1, 100), 5)
+    lockout_s: int = _opt("first cashier-code lockout in seconds (doubles on repeats)",
+                          _int(1, 86400), 30)
+    shopper_same_price_choice: bool = _opt(
+        "let the shopper choose between close candidates that have the same price (the bill "
+        "is right either way); the choice is marked for learning", _bool, False)
+
+
+@dataclass(frozen=True)
+class PrinterSettings:
+    kind: str = _opt('"none", "file" (ESC/POS bytes to a file), "usb", "serial" or "network"',
+                     _choice("none", "file", "usb", "serial", "network"), "none")
+    target: str | None = _opt('the printer: a file path, "VID:PID" (usb), a device such as '
+                              '/dev/ttyUSB0 (serial) or "host[:port]" (network)', _text,
+                              example='"192.168.1.50:9100"')
+    width_mm: int = _opt("paper width: 58 (32 columns) or 80 (48 columns)", _int(58, 80), 80)
+    receipt_dir: str | None = _opt("folder where receipts are saved as PDF when there is no "
+                                   "printer (unset: DATA_DIR/receipts)", _text,
+                                   example='"/srv/kiosk/receipts"')
+
+
+@dataclass(frozen=True)
 class PathSettings:
     db: str | None = _opt("catalogue database (unset: DATA_DIR/catalog.db)", _text,
                           example='"/srv/kiosk/catalog.db"')
@@ -175,6 +215,9 @@ _SECTIONS: dict[str, type] = {
     "store": StoreSettings,
     "ui": UISettings,
     "staff": StaffSettings,
+    "checkout": CheckoutSettings,
+    "cashier": CashierSettings,
+    "printer": PrinterSettings,
     "paths": PathSettings,
 }
 
@@ -186,6 +229,9 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     ui: UISettings = field(default_factory=UISettings)
     staff: StaffSettings = field(default_factory=StaffSettings)
+    checkout: CheckoutSettings = field(default_factory=CheckoutSettings)
+    cashier: CashierSettings = field(default_factory=CashierSettings)
+    printer: PrinterSettings = field(default_factory=PrinterSettings)
     paths: PathSettings = field(default_factory=PathSettings)
 
     def data_dir(self) -> Path:
