@@ -115,7 +115,7 @@ def bench_gallery(embedder, n_vectors: int = 100_000, views: int = 5,
 
         def query():
             i = next(qi) % len(queries)
-            nb = engine.index.search(queries[i:i + 1], k=engine.decider.k)
+            nb = engine.index.search(queries[i:i + 1], k=engine.decider.search_k)
             engine.decider.decide(nb, engine._sku_of)
 
         out["query_ms"] = _median_ms(query, 200, warmup=20)

@@ -39,6 +39,9 @@ DEFAULT_THRESHOLD = 0.5
 # 0.1; weight 0.1 / 0.2 / 0.3 gave 0.826 / 0.845 / 0.845 top-1 on known products.
 TEXT_WEIGHT = 0.2
 TEXT_SPREAD = 0.1
+# neighbours looked at per item: the first k vote, the rest fill the cashier's list of
+# distinct products and measure the margin to the best other product
+SEARCH_K = 30
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,11 @@ class Decision:
     candidates: tuple[Candidate, ...] = field(default=())
     words: tuple[str, ...] = ()  # words read on the item, when its pack was read
     by_text: bool = False  # the pack's text changed the winner
+    # the winner's best similarity less the best similarity of any other product (inf when
+    # no other product was near): how clearly the pictures tell it from its look-alikes
+    margin: float = float("inf")
+    unsure: bool = False  # recognised, but another product is too close to charge it blindly
+    text_settled: bool = False  # the pack's words single out the winner among close ones
 
     @property
     def best(self) -> Candidate | None:
@@ -65,9 +73,16 @@ class Decision:
 class Decider:
     def __init__(self, k: int = DEFAULT_K, threshold: float = DEFAULT_THRESHOLD,
                  max_candidates: int = 5, temperature: float = DEFAULT_TEMPERATURE,
-                 text_weight: float = TEXT_WEIGHT, text_spread: float = TEXT_SPREAD) -> None:
+                 text_weight: float = TEXT_WEIGHT, text_spread: float = TEXT_SPREAD,
+                 unsure_margin: float = 0.0, search_k: int = SEARCH_K) -> None:
         if k < 1:
             raise ValueError("k must be at least 1")
+        if not 0.0 <= unsure_margin <= 1.0:
+            raise ValueError("unsure_margin must be in [0, 1]")
+        # the k nearest vote; up to search_k are looked at so that the cashier's list and
+        # the margin see the best other products too (a product has several views)
+        self.search_k = max(int(k), int(search_k))
+        self.unsure_margin = float(unsure_margin)
         if temperature <= 0:
             raise ValueError("temperature must be positive")
         self.k = k
@@ -84,7 +99,8 @@ class Decider:
         best: dict[str, float] = {}
         votes: dict[str, float] = {}
         top = None
-        for gid, s in zip(np.asarray(ids).tolist()[: self.k], np.asarray(scores).tolist()):
+        n_voting = 0
+        for gid, s in zip(np.asarray(ids).tolist(), np.asarray(scores).tolist()):
             if gid < 0:
                 continue
             sku = sku_of.get(int(gid))
@@ -92,15 +108,21 @@ class Decider:
                 continue
             top = s if top is None else top
             best[sku] = max(best.get(sku, -1.0), float(s))
-            votes[sku] = votes.get(sku, 0.0) + math.exp((s - top) / self.temperature)
-        ranked = sorted(best, key=lambda s: (votes[s], best[s]), reverse=True)
-        cands = tuple(Candidate(s, best[s], votes[s]) for s in ranked[: self.max_candidates])
+            if n_voting < self.k:
+                votes[sku] = votes.get(sku, 0.0) + math.exp((s - top) / self.temperature)
+                n_voting += 1
+        # voters first (by their votes), then the other near products by similarity
+        ranked = sorted(best, key=lambda s: (votes.get(s, 0.0), best[s]), reverse=True)
+        cands = tuple(Candidate(s, best[s], votes.get(s, 0.0))
+                      for s in ranked[: self.max_candidates])
         if not cands:
             return Decision(None, 0.0, True, ())
         top = cands[0]
+        margin = top.score - max((best[s] for s in best if s != top.sku), default=-math.inf)
         if top.score < self.threshold:
-            return Decision(None, top.score, True, cands)
-        return Decision(top.sku, top.score, False, cands)
+            return Decision(None, top.score, True, cands, margin=margin)
+        return Decision(top.sku, top.score, False, cands, margin=margin,
+                        unsure=margin < self.unsure_margin)
 
     def decide(self, neighbours: Neighbours, sku_of: Mapping[int, str]) -> list[Decision]:
         return [self.decide_one(*neighbours.row(i), sku_of) for i in range(len(neighbours))]
@@ -127,9 +149,17 @@ class Decider:
         fused = {c.sku: c.score + self.text_weight * (text_scores.get(c.sku) or 0.0)
                  for c in close}
         win = max(close, key=lambda c: fused[c.sku])  # max keeps the first of equals
+        # the words single the winner out: its text score beats every other close product's
+        own = text_scores.get(win.sku) or 0.0
+        settled = own > 0 and all((text_scores.get(c.sku) or 0.0) < own
+                                  for c in close if c.sku != win.sku)
         if win.sku == d.candidates[0].sku:
-            return replace(d, words=tuple(words))
+            return replace(d, words=tuple(words), text_settled=settled,
+                           unsure=d.unsure and not settled)
         cands = (win,) + tuple(c for c in d.candidates if c.sku != win.sku)
+        margin = win.score - max(c.score for c in d.candidates if c.sku != win.sku)
         if win.score < self.threshold:
-            return Decision(None, win.score, True, cands, tuple(words), True)
-        return Decision(win.sku, win.score, False, cands, tuple(words), True)
+            return Decision(None, win.score, True, cands, tuple(words), True, margin)
+        return Decision(win.sku, win.score, False, cands, tuple(words), True, margin,
+                        unsure=not settled and margin < self.unsure_margin,
+                        text_settled=settled)

@@ -33,7 +33,7 @@ SHADOW = 0.28  # as demo.render_tray
 SHADOW_OFFSET = (5, 7)
 SKIN_BGR = (128, 164, 222)
 _STEP_ARGS = {"add": (1, 4), "wait": (1, 1), "hand": (1, 1), "remove": (1, 1),
-              "shift": (3, 4), "clear": (0, 0)}
+              "shift": (3, 4), "clear": (0, 0), "until": (1, 1)}
 
 
 @dataclass(eq=False)  # identity, not array comparison
@@ -78,7 +78,8 @@ class DemoCamera:
 
     ``script``: steps to play instead of random baskets, e.g.
     ``[("add", "DEMO-001"), ("wait", 1.0), ("add", "DEMO-004"), ("hand", 1.0),
-    ("remove", "DEMO-001"), ("shift", "DEMO-004", 10, -5), ("clear",)]``.  ``("add", sku)``
+    ("remove", "DEMO-001"), ("shift", "DEMO-004", 10, -5), ("until", "cue"), ("clear",)]``;
+    ``("until", cue)`` holds the scene until :meth:`go` gives that cue.  ``("add", sku)``
     places the item at a free random spot (seeded), ``("add", sku, x, y[, angle])`` at the given
     centre; ``remove`` / ``shift`` act on the most recently added item of that sku; ``shift``
     takes dx, dy[, dangle].  A script plays once and then holds its last scene, unless
@@ -120,6 +121,7 @@ class DemoCamera:
         self._freeze_left = 0
         self._t0: float | None = None
         self._reads = 0
+        self._go: set[str] = set()  # cues given with go() ("until" steps wait for them)
 
     # ------------------------------------------------------------------ Camera
     def open(self) -> None:
@@ -158,6 +160,11 @@ class DemoCamera:
     def replug(self) -> None:
         with self._lock:
             self._unplugged = False
+
+    def go(self, cue: str) -> None:
+        """Give ``cue``: a script's ``("until", cue)`` step ends and the scene goes on."""
+        with self._lock:
+            self._go.add(str(cue))
 
     def freeze(self, seconds: float) -> None:
         """Repeat the current frame for ``seconds`` (of scene time) while the scene goes on;
@@ -392,6 +399,10 @@ class DemoCamera:
             elif kind == "wait":
                 self._settle()
                 for _ in range(self._frames(float(step[1]))):
+                    yield
+            elif kind == "until":  # the scene rests until a test (or a demo) gives the cue
+                self._settle()
+                while str(step[1]) not in self._go:
                     yield
 
     def _find(self, sku: str) -> _Item:

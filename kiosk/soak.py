@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import threading
 import time
+from types import SimpleNamespace
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,11 +86,17 @@ class LockstepCamera:
 
 
 # ------------------------------------------------------------------------------- the soak
+#: the cashier who answers the soak's baskets
+SOAK_CASHIER = SimpleNamespace(id="SOAK", name="soak cashier")
+
+
 def _resolve(actor, confirm: bool = False) -> int:
     """The cashier at the end of a basket: unknown (or unpriced) items get their best candidate
     or are removed (``confirm``: the first item's product is also re-picked, a logged
     correction).  ``actor``: the session, or the window's controller.  Corrections made."""
     corrections = 0
+    if actor.attendant is None:  # the cashier shows their badge / types their code
+        actor.open_attendant(SOAK_CASHIER)
     items = actor.state.items
     if confirm and items and not items[0].unknown:
         try:

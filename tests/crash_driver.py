@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+from types import SimpleNamespace
 import time
 from pathlib import Path
 
@@ -149,6 +150,7 @@ def run_finish(db: Path, n: int, tray: Path) -> None:
             state = session.process(Frame(image, index, float(index))) or state
         assert state is not None and state.items, "the tray was not recognised"
         first = state.items[0]
+        session.open_attendant(SimpleNamespace(id="C001", name="crash driver"))
         session.override(first.track_id, products[step % len(products)])  # a logged correction
         tx = session.finish()
         say("FINISHED", tx, engine.catalog.get_transaction(tx)["total"])

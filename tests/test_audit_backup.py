@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from types import SimpleNamespace
 
 from kiosk import demo
 from kiosk.backup import BackupError, backup, restore, verify_backup
@@ -191,6 +192,7 @@ def test_cashier_corrections_are_audited_as_cashier(engine):
     st = next(s for s in reversed(states) if s is not None and s.items)
     a = next(i for i in st.items if i.sku == "DEMO-001")
     b = next(i for i in st.items if i.sku == "DEMO-006")
+    session.open_attendant(SimpleNamespace(id="C007", name="李雷"))
     n = len(audit_rows(engine.catalog))
     session.override(a.track_id, "DEMO-009")
     session.set_qty(b.track_id, 3)
@@ -201,6 +203,7 @@ def test_cashier_corrections_are_audited_as_cashier(engine):
         ("cashier", "qty", "DEMO-006", {"sku": "DEMO-006", "qty": 1}, {"sku": "DEMO-006", "qty": 3}),
         ("cashier", "remove", "DEMO-009", {"sku": "DEMO-009", "qty": 1}, None),
     ]
+    assert [r["actor"] for r in rows] == ["C007"] * 3  # the cashier who did it, by id
     assert json.loads(rows[0]["detail"])["box"] == list(a.box)
 
 

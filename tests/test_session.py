@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+from types import SimpleNamespace
 
 from kiosk import demo
 from kiosk.camera import Frame
@@ -118,9 +119,15 @@ def engine(tmp_path, copy_demo_db, embedder):
     e.close()
 
 
+#: a cashier at the kiosk (these tests are about the basket; who may change it: test_till.py)
+CASHIER = SimpleNamespace(id="C001", name="王芳")
+
+
 @pytest.fixture
 def session(engine):
-    return CheckoutSession(engine, settle_ms=300)
+    s = CheckoutSession(engine, settle_ms=300)
+    s.open_attendant(CASHIER)
+    return s
 
 
 def skus(state: SessionState) -> list[str]:
@@ -338,6 +345,7 @@ def test_finish_refuses(engine):
     with pytest.raises(ValueError, match="not recognised"):
         s.finish()
     unknown = next(i for i in st.items if i.unknown)
+    s.open_attendant(CASHIER)
     s.override(unknown.track_id, "DEMO-012")
     engine.set_price("DEMO-012", None)
     with pytest.raises(ValueError, match="no price for DEMO-012"):
