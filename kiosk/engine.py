@@ -116,8 +116,10 @@ class Engine:
     def open(cls, db_path: str | Path, *, embedder: Embedder | None = None,
              detector: str | Detector | None = None, background: np.ndarray | None = None,
              threshold: float | None = None, k: int | None = None,
+             unsure_margin: float | None = None,
              text_reader=None, text_backfill_limit: int | None = None) -> "Engine":
         from .gallery_io import load_image
+        from .settings import CheckoutSettings
 
         db_path = Path(db_path)
         catalog = Catalog(db_path)
@@ -129,6 +131,8 @@ class Engine:
         decider = Decider(
             k=k or Decider().k,
             threshold=threshold if threshold is not None else model_threshold(embedder),
+            unsure_margin=(unsure_margin if unsure_margin is not None
+                           else CheckoutSettings().unsure_margin),
         )
         kw = {} if text_backfill_limit is None else {"text_backfill_limit": text_backfill_limit}
         return cls(catalog, embedder, detector, decider, text_reader=text_reader, **kw)
@@ -303,9 +307,9 @@ class Engine:
         emb = self.embedder.embed(list(crops))
         t1 = time.perf_counter()
         with self._lock:
-            nb = self.index.search(emb.vectors, k=self.decider.k)
+            nb = self.index.search(emb.vectors, k=self.decider.search_k)
             t2 = time.perf_counter()
-            decisions = self.decider.decide(nb, self._sku_of)
+            decisions = self._widen(emb.vectors, self.decider.decide(nb, self._sku_of))
         t3 = time.perf_counter()
         if timings is not None:
             timings.update(embed=(t1 - t0) * 1e3, search=(t2 - t1) * 1e3,
@@ -338,13 +342,33 @@ class Engine:
         v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
         t0 = time.perf_counter()
         with self._lock:
-            nb = self.index.search(np.ascontiguousarray(v), k=self.decider.k)
+            nb = self.index.search(np.ascontiguousarray(v), k=self.decider.search_k)
             t1 = time.perf_counter()
-            decisions = self.decider.decide(nb, self._sku_of)
+            decisions = self._widen(v, self.decider.decide(nb, self._sku_of))
         t2 = time.perf_counter()
         if timings is not None:
             timings.update(search=(t1 - t0) * 1e3, decide=(t2 - t1) * 1e3)
         return decisions
+
+    def _widen(self, vectors: np.ndarray, decisions: list[Decision]) -> list[Decision]:
+        """Items whose nearest ``search_k`` gallery images name fewer than ``max_candidates``
+        products (many views of a few look-alikes) are searched again, wider, so that the
+        cashier sees the best distinct products and the margin sees the best other one.
+        Called under the engine lock."""
+        want = min(self.decider.max_candidates, len(self._ids_of))
+        redo = [i for i, d in enumerate(decisions) if len(d.candidates) < want]
+        if not redo:
+            return decisions
+        k = min(self.index.n_live, self.decider.search_k * 8)
+        if k <= self.decider.search_k:
+            return decisions
+        nb = self.index.search(np.ascontiguousarray(np.asarray(vectors)[redo]), k=k)
+        out = list(decisions)
+        for row, i in enumerate(redo):
+            wide = self.decider.decide_one(*nb.row(row), self._sku_of)
+            if wide.sku == decisions[i].sku:  # (the vote is the same: its first k agree)
+                out[i] = wide
+        return out
 
     def lookup_product(self, sku: str | None) -> Product | None:
         """:meth:`product`, falling back to the catalogue for products added since start-up
@@ -379,16 +403,21 @@ class Engine:
     def add_images(self, sku: str, images: Sequence[np.ndarray],
                    files: Sequence[str | Path], *, role: str = "system",
                    audit_action: str = "gallery_add",
-                   copies_of: Sequence[int | None] | None = None) -> list[int]:
+                   copies_of: Sequence[int | None] | None = None,
+                   embeddings: Embeddings | None = None) -> list[int]:
         """Embed and store gallery images for an existing product; searchable at once.
         Audited as ``audit_action`` by ``role`` (see :data:`kiosk.catalog.AUDIT_ROLES`).
 
         With a text reader, each image's pack text is read and stored with it; ``copies_of[i]``
         names the image that image ``i`` is a turned copy of (its text is that image's, read
-        once)."""
+        once).  ``embeddings``: the images' embeddings by this engine's model, when the
+        caller has them already."""
         images = list(images)
         files = [str(f) for f in files]
-        emb = self.embedder.embed(images)
+        if embeddings is not None and (embeddings.model_id != self.embedder.model_id
+                                       or len(embeddings.vectors) != len(images)):
+            raise ValueError("embeddings do not match the images or the model")
+        emb = embeddings if embeddings is not None else self.embedder.embed(images)
         text_rows = []
         if self.text_reader is not None and len(files) == len(images):
             copies_of = list(copies_of) if copies_of is not None else [None] * len(images)
@@ -422,31 +451,153 @@ class Engine:
             self._sku_of.update((i, product.sku) for i in ids.tolist())
             self._ids_of.setdefault(product.sku, []).extend(ids.tolist())
 
+    # ------------------------------------------------------------- enrolment
+    def cut_view(self, frame: np.ndarray) -> tuple[int, np.ndarray | None]:
+        """An enrolment photo: how many items are on the tray, and (exactly one) the item cut
+        out and turned upright exactly as at recognition (else None)."""
+        dets = self.detector.detect(frame)
+        if len(dets) != 1:
+            return len(dets), None
+        return 1, dets.crops(frame)[0]
+
+    def _cut_views(self, frames: Sequence[np.ndarray]
+                   ) -> tuple[list[np.ndarray | None], list]:
+        from .enrol import count_problem
+
+        crops, problems = [], []
+        for n, frame in enumerate(frames):
+            items, crop = self.cut_view(frame)
+            crops.append(crop)
+            problem = count_problem(n + 1, items)
+            if problem is not None:
+                problems.append(problem)
+        return crops, problems
+
+    def check_enrolment(self, frames: Sequence[np.ndarray], sku: str | None = None):
+        """Check tray photos of one product before they are enrolled (:mod:`kiosk.enrol`):
+        exactly one item in each view, views that look like each other, and which existing
+        products (other than ``sku``) they are a near-duplicate of.  Returns an
+        :class:`kiosk.enrol.EnrolCheck`; its ``crops`` and ``vectors`` are what an enrolment
+        stores, so :meth:`enrol_product` embeds each view once."""
+        import cv2
+
+        from .enrol import EnrolCheck, problems_from_agreement, view_agreement
+
+        frames = list(frames)
+        crops, problems = self._cut_views(frames)
+        if problems or not frames:
+            return EnrolCheck(len(frames), tuple(problems), (), tuple(crops))
+        both = [c for crop in crops for c in (crop, cv2.rotate(crop, cv2.ROTATE_180))]
+        emb = self.embedder.embed(both)
+        cut, turned = emb.vectors[0::2], emb.vectors[1::2]
+        agreement = view_agreement(cut, turned)
+        problems = problems_from_agreement(agreement, self.decider.threshold)
+        lookalikes = () if problems else self._lookalikes(cut, exclude=sku)
+        return EnrolCheck(len(frames), tuple(problems), tuple(lookalikes), tuple(crops),
+                          emb.vectors, emb.model_id, agreement)
+
+    def _lookalikes(self, views: np.ndarray, exclude: str | None = None) -> list:
+        """Existing products whose gallery some view comes as close to as their own pictures
+        are to each other (:func:`kiosk.enrol.lookalike_floor`), closest first."""
+        from .enrol import Lookalike, lookalike_floor, usual_similarity
+
+        threshold = self.decider.threshold
+        with self._lock:
+            if not self.index.n_live:
+                return []
+            k = min(max(4 * self.decider.k, 20), self.index.n_live)
+            nb = self.index.search(np.ascontiguousarray(views, np.float32), k=k)
+            best: dict[str, np.ndarray] = {}  # product -> each view's best similarity
+            for v in range(len(nb)):
+                for gid, s in zip(*nb.row(v)):
+                    sku = self._sku_of.get(int(gid))
+                    if sku is None or sku == exclude or s < threshold:
+                        continue
+                    row = best.setdefault(sku, np.full(len(views), -1.0))
+                    row[v] = max(row[v], float(s))
+            found = []
+            for sku, scores in best.items():
+                ids = self._ids_of.get(sku, [])
+                if not ids:
+                    continue
+                usual = usual_similarity(self.index.vectors_for(np.asarray(ids, np.int64)))
+                floor = lookalike_floor(threshold, usual)
+                hits = tuple(int(i) + 1 for i in np.flatnonzero(scores >= floor))
+                if hits:
+                    found.append((sku, float(scores.max()), usual, hits))
+        out = []
+        for sku, score, usual, hits in sorted(found, key=lambda f: -f[1]):
+            p = self.lookup_product(sku)
+            files = tuple(f for _, f in self.catalog.gallery_files(sku))
+            out.append(Lookalike(sku, p.name if p else sku, p.price if p else None,
+                                 p.currency if p else "CNY", score, usual, hits, files))
+        return out
+
     def enrol(self, sku: str, frames: Sequence[np.ndarray], gallery_dir: Path | None = None,
               *, role: str = "system") -> list[int]:
         """Add views of ``sku`` from tray photos with that product alone on the tray.
 
-        Each frame is segmented like a checkout frame, the largest item is cut out and turned
-        upright (exactly as at recognition), saved as a gallery image and embedded; the
-        product is searchable as soon as this returns.  A frame with no item raises
-        ``ValueError`` and nothing is stored.
+        Each frame is segmented like a checkout frame, its one item cut out and turned upright
+        (exactly as at recognition), saved as a gallery image and embedded; the product is
+        searchable as soon as this returns.  A frame with no item or with several items raises
+        :class:`kiosk.enrol.EnrolRefused` (a ``ValueError`` naming the view) and nothing is
+        stored.  (A new product from the staff screen goes through :meth:`enrol_product`,
+        which also checks that the views agree and are not a near-duplicate.)
         """
-        crops = []
-        for n, frame in enumerate(frames):
-            dets = self.detector.detect(frame)
-            if not len(dets):
-                raise ValueError(f"view {n + 1}: no item found on the tray")
-            i = dets.largest()
-            crops.append(dets.crops(frame)[i])
+        from .enrol import EnrolCheck, EnrolRefused
+
+        frames = list(frames)
+        crops, problems = self._cut_views(frames)
+        if problems:
+            raise EnrolRefused(EnrolCheck(len(frames), tuple(problems), (), tuple(crops)))
         return self.add_crops(sku, crops, gallery_dir, role=role)
 
+    def enrol_product(self, sku: str, name: str, price: int | None,
+                      frames: Sequence[np.ndarray], *, barcode: str | None = None,
+                      role: str = "staff", confirm_lookalike: bool = False,
+                      gallery_dir: Path | None = None) -> list[int]:
+        """Create product ``sku`` from tray photos of it alone on the tray, all or nothing.
+
+        :meth:`check_enrolment` first: a view without exactly one item or unlike the others
+        raises :class:`kiosk.enrol.EnrolRefused`; views that are a near-duplicate of an existing
+        product raise :class:`kiosk.enrol.LookalikeNeedsConfirmation` unless staff confirmed
+        (``confirm_lookalike``), and a confirmed one is audited as
+        ``enrol_lookalike_confirmed``.  Then the product and its views land in one transaction
+        and the vector index is saved.  Returns the gallery row ids."""
+        from .enrol import EnrolRefused, LookalikeNeedsConfirmation
+
+        if self.catalog.get_product(sku) is not None:
+            raise ValueError(f"a product with SKU {sku!r} already exists")
+        check = self.check_enrolment(frames, sku=sku)
+        if not check.ok:
+            raise EnrolRefused(check)
+        if check.lookalikes and not confirm_lookalike:
+            raise LookalikeNeedsConfirmation(check)
+        with self.catalog.transaction():  # the product appears with its views or not at all
+            self.catalog.add_product(sku, name, price, barcode=barcode, role=role)
+            ids = self.add_crops(sku, check.crops, gallery_dir, role=role,
+                                 embeddings=Embeddings(check.vectors, check.model_id))
+            if check.lookalikes:
+                self.catalog.audit(
+                    "enrol_lookalike_confirmed", sku, role=role,
+                    after={"sku": sku, "name": name,
+                           "lookalikes": [l.sku for l in check.lookalikes]},
+                    detail="staff confirmed a different product from " + ", ".join(
+                        f"{l.sku} {l.name} (similarity {l.score:.3f}, views "
+                        f"{', '.join(map(str, l.views))})" for l in check.lookalikes))
+        self.save()
+        return ids
+
     def add_crops(self, sku: str, crops: Sequence[np.ndarray], gallery_dir: Path | None = None,
-                  half_turns: bool = True, *, role: str = "system") -> list[int]:
+                  half_turns: bool = True, *, role: str = "system",
+                  embeddings: Embeddings | None = None) -> list[int]:
         """Store upright item crops as gallery images of ``sku`` (files named by content hash).
 
         An upright crop is only defined up to a half turn (a can lies either way round), so by
         default each crop is stored twice, as cut and turned by 180 degrees.  On the demo
         trays this takes look-alike flavours from 13 to 20 fully right trays out of 20.
+        ``embeddings``: those images' embeddings when already computed (in that order: each
+        crop, then its half turn), e.g. by :meth:`check_enrolment`.
         """
         import hashlib
 
@@ -470,7 +621,7 @@ class Engine:
                     written.append(path)
                 files.append(path)
             return self.add_images(sku, crops, files, role=role, audit_action="enrol",
-                                   copies_of=copies_of)
+                                   copies_of=copies_of, embeddings=embeddings)
         except BaseException:
             for path in written:  # nothing half-done: no orphan files
                 path.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QApplication
 
 from kiosk.demo_camera import DemoCamera
 from kiosk.engine import Engine
-from kiosk.session import CheckoutSession
+from kiosk.assemble import checkout_session
 from kiosk.settings import Settings, with_changes
 from kiosk.ui import i18n
 from kiosk.ui.app import KioskParts, build_window, setup_application
@@ -50,14 +50,15 @@ def make_kiosk(app, qtbot, tmp_path, copy_demo_db, embedder, ui_settings):
     with a realtime scripted demo camera; ``prepare(engine)`` runs before the window opens."""
     made = []
 
-    def make(script, prepare=None, settings=ui_settings, settings_path=None, text_reader=None):
+    def make(script, prepare=None, settings=ui_settings, settings_path=None, text_reader=None,
+             camera=None):
         db = copy_demo_db(tmp_path / f"store{len(made)}")
-        camera = DemoCamera(fps=30, seed=3, script=script)
+        camera = camera or DemoCamera(fps=30, seed=3, script=script)
         engine = Engine.open(db, embedder=embedder, background=camera.background(),
                              text_reader=text_reader)
         if prepare is not None:
             prepare(engine)
-        session = CheckoutSession(engine, settle_ms=150)
+        session = checkout_session(engine, settings, settle_ms=150)
         window = build_window(KioskParts(engine, session, camera, "demo", db), settings,
                               settings_path)
         qtbot.addWidget(window)
@@ -101,6 +102,36 @@ def tap_item(qtbot, window, item):
                      QPoint(round(centre.x()), round(centre.y())))
 
 
+CASHIER_CODE = "246810"
+
+
+def add_cashier(window, cashier_id="C001", name="王芳", code=CASHIER_CODE, badge=None):
+    window.cashier_auth.add(cashier_id, name, code, badge=badge, role="staff")
+
+
+def type_cashier_code(qtbot, dialog, code=CASHIER_CODE):
+    """Open the keypad from the "only a cashier" panel and type ``code`` key by key."""
+    QTest.mouseClick(dialog.code_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.code_dialog is not None and dialog.code_dialog.isVisible(),
+                    timeout=WAIT)
+    pad = dialog.code_dialog
+    for digit in code:
+        QTest.mouseClick(pad.keys[digit], Qt.MouseButton.LeftButton)
+    QTest.mouseClick(pad.keys["OK"], Qt.MouseButton.LeftButton)
+
+
+def open_as_cashier(qtbot, window, item, code=CASHIER_CODE):
+    """Tap the item as a cashier would: the panel asks for the cashier, the code is typed on
+    the keypad, and the correction panel of that item opens."""
+    tap_item(qtbot, window, item)
+    qtbot.waitUntil(lambda: window.cashier_needed is not None
+                    and window.cashier_needed.isVisible(), timeout=WAIT)
+    type_cashier_code(qtbot, window.cashier_needed, code)
+    qtbot.waitUntil(lambda: window.correction is not None and window.correction.isVisible(),
+                    timeout=WAIT)
+    return window.correction
+
+
 # ------------------------------------------------------------------------------ shopper view
 def test_items_appear_on_the_receipt_as_the_tray_changes(qtbot, make_kiosk):
     w = make_kiosk([("add", "DEMO-001", 300, 300, 20), ("wait", 1.0),
@@ -128,9 +159,8 @@ def test_tap_opens_candidates_and_a_choice_changes_the_receipt(qtbot, make_kiosk
                     timeout=WAIT)
     item = w.controller.state.items[0]
     other = "DEMO-005" if item.sku == "DEMO-004" else "DEMO-004"
-    tap_item(qtbot, w, item)
-    qtbot.waitUntil(lambda: w.correction is not None and w.correction.isVisible(), timeout=WAIT)
-    dlg = w.correction
+    add_cashier(w)
+    dlg = open_as_cashier(qtbot, w, item)
     assert dlg.candidate_skus()[0] == item.sku  # ranked: the recognised product first
     assert other in dlg.candidate_skus()
     # search (here by barcode-free name text) and choose: the receipt changes
@@ -178,8 +208,8 @@ def test_cashier_sees_the_words_read_on_the_pack(qtbot, make_kiosk, remote_text_
                     and bool(w.controller.state.items[0].words), timeout=WAIT)
     item = w.controller.state.items[0]
     assert item.sku == "DEMO-004" and "原味" in item.words
-    tap_item(qtbot, w, item)
-    qtbot.waitUntil(lambda: w.correction is not None and w.correction.isVisible(), timeout=WAIT)
+    add_cashier(w)
+    open_as_cashier(qtbot, w, item)
     assert "包装上读到：" in w.correction.current.text()
     assert "原味" in w.correction.current.text()
     w.correction.accept()
@@ -513,3 +543,282 @@ def test_screenshot_tool_renders_every_view(app, tmp_path, demo_db, embedder):
         img = QImage(str(p))
         assert (img.width(), img.height()) == (1280, 800), p
         assert p.stat().st_size < 400_000, p
+
+
+# ------------------------------------------------------------- the till, as people use it
+# Each scenario drives the real window with real mouse clicks, the real capture thread and
+# recognition worker, and checks the money: the receipt against what the demo camera shows
+# (it knows every scene's truth), and that Finish and pay is possible only then.
+from collections import Counter  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+PRICE = {"DEMO-001": 350, "DEMO-002": 200, "DEMO-004": 750, "DEMO-005": 750, "DEMO-011": 600}
+
+
+def receipt_skus(window) -> Counter:
+    st = window.controller.state
+    return Counter({line.sku: line.qty for line in st.receipt.lines})
+
+
+def truth_skus(camera) -> Counter:
+    return Counter(sku for sku, _box in camera.truth())
+
+
+def assert_money_matches_the_tray(window, camera=None, expect=None):
+    """The receipt is what is on the tray (``expect``: what the cashier made of it), the
+    visible lines and total say so, and the shopper can pay."""
+    want = Counter(expect) if expect is not None else truth_skus(camera or window.camera)
+    assert receipt_skus(window) == want
+    total = sum(PRICE[sku] * n for sku, n in want.items())
+    assert window.receipt.total_label.text() == f"¥{total / 100:.2f}"
+    assert sorted(r[0] for r in window.receipt.rows()) == sorted(NAME[s] for s in want)
+    assert window.controller.state.payable and window.receipt.finish_button.isEnabled()
+
+
+def assert_nothing_payable(window):
+    st = window.controller.state
+    assert not st.payable and not window.receipt.finish_button.isEnabled()
+
+
+def settled_on(qtbot, window, skus, timeout=WAIT):
+    """Until the window shows a payable receipt of exactly ``skus``."""
+    want = Counter(skus)
+    qtbot.waitUntil(lambda: window.controller.state is not None
+                    and window.controller.state.payable and receipt_skus(window) == want,
+                    timeout=timeout)
+
+
+def test_camera_switch_mid_basket_to_a_frozen_picture(qtbot, make_kiosk, tmp_path):
+    # staff switch the camera (staff → Camera) to a source that sends one frozen picture of
+    # other goods: the old receipt must not stay payable, nor its boxes over the new picture
+    from kiosk import demo
+
+    frozen = tmp_path / "frozen"
+    frozen.mkdir()
+    cv2.imwrite(str(frozen / "only.png"), demo.render_tray([("DEMO-011", 640, 360, 0)]).image)
+    w = make_kiosk([("add", "DEMO-001", 300, 300, 0), ("add", "DEMO-002", 800, 420, 60),
+                    ("wait", 60)])
+    settled_on(qtbot, w, ["DEMO-001", "DEMO-002"])
+    assert_money_matches_the_tray(w)
+    w.enter_staff()
+    tab = w.staff_page.camera
+    tab.file.setChecked(True)
+    tab.path.setText(str(frozen))
+    QTest.mouseClick(tab.apply_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.controller.camera_source == str(frozen), timeout=WAIT)
+    QTest.mouseClick(w.staff_page.back, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not w.in_staff_mode, timeout=WAIT)
+    # at once: the old goods are gone from the receipt and from the picture
+    assert receipt_skus(w) == Counter() and w.receipt.rows() == []
+    assert_nothing_payable(w)
+    # the picture never changes: it goes stale and stays unpayable, with no boxes drawn
+    qtbot.waitUntil(lambda: w.controller.state.phase == "stale", timeout=WAIT)
+    assert w.tray._items == () or list(w.tray._items) == []
+    assert receipt_skus(w) == Counter() and w.receipt.rows() == []
+    assert_nothing_payable(w)
+    assert "not live" in w.hint.text() or "实时" in w.hint.text()
+    assert w.controller.engine.catalog.table_counts()["transactions"] == 0
+
+
+def test_frozen_camera_mid_basket_withdraws_the_receipt_until_fresh(qtbot, make_kiosk):
+    w = make_kiosk([("add", "DEMO-001", 300, 300, 0), ("add", "DEMO-002", 800, 420, 60),
+                    ("until", "take"), ("remove", "DEMO-001"), ("wait", 60)])
+    settled_on(qtbot, w, ["DEMO-001", "DEMO-002"])
+    w.camera.freeze(9.0)  # the picture stops changing while the shopper goes on
+    w.camera.go("take")  # ... and takes the cola back off the tray meanwhile
+    qtbot.waitUntil(lambda: w.controller.state.phase == "stale", timeout=WAIT)
+    assert_nothing_payable(w)
+    assert not w.receipt.notice.isHidden()  # the lines are shown as not checked
+    assert list(w.tray._items) == []  # no boxes over a picture that is not live
+    QTest.mouseClick(w.receipt.finish_button, Qt.MouseButton.LeftButton)
+    assert w.controller.engine.catalog.table_counts()["transactions"] == 0
+    # fresh pictures again: the tray is recognised again and the cola is not charged
+    settled_on(qtbot, w, ["DEMO-002"], timeout=2 * WAIT)
+    assert_money_matches_the_tray(w)
+
+
+def test_camera_unplugged_mid_basket_keeps_the_cashiers_change_but_not_payment(
+        qtbot, make_kiosk):
+    w = make_kiosk([("add", "DEMO-001", 400, 300, 0), ("wait", 60)])
+    add_cashier(w)
+    settled_on(qtbot, w, ["DEMO-001"])
+    dlg = open_as_cashier(qtbot, w, w.controller.state.items[0])
+    dlg.qty.setValue(2)  # two cans in one shrink-wrap
+    qtbot.waitUntil(lambda: receipt_skus(w) == Counter({"DEMO-001": 2}), timeout=WAIT)
+    QTest.mouseClick(dlg.close_button, Qt.MouseButton.LeftButton)
+    w.camera.unplug()
+    qtbot.waitUntil(lambda: w.controller.state.phase == "no_camera", timeout=WAIT)
+    assert_nothing_payable(w)
+    assert list(w.tray._items) == []
+    w.camera.replug()
+    settled_on(qtbot, w, ["DEMO-001", "DEMO-001"], timeout=2 * WAIT)
+    assert_money_matches_the_tray(w, expect={"DEMO-001": 2})
+
+
+def test_shopper_cannot_relabel_calls_the_cashier_who_relabels_with_their_code(
+        qtbot, make_kiosk):
+    w = make_kiosk([("add", "DEMO-011", 640, 360, 0), ("wait", 60)])
+    add_cashier(w)
+    settled_on(qtbot, w, ["DEMO-011"])
+    item = w.controller.state.items[0]
+    catalog = w.controller.engine.catalog
+    # the shopper taps the red bull to make it a bottle of water: refused, asked for a cashier
+    tap_item(qtbot, w, item)
+    qtbot.waitUntil(lambda: w.cashier_needed is not None and w.cashier_needed.isVisible(),
+                    timeout=WAIT)
+    panel = w.cashier_needed
+    assert w.correction is None
+    assert panel.title.text() == "只有收银员可以修改商品。"
+    assert panel.choice_buttons == []  # no same-price look-alikes to choose from
+    QTest.mouseClick(panel.call_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.cashier_needed is None, timeout=WAIT)
+    # help is on the way, on screen and in the catalogue
+    assert w.hint.text() == "已呼叫收银员，正在赶来，请稍候。"
+    assert not w.call_button.isEnabled()
+    call = catalog.calls()[0]
+    assert (call["reason"], call["resolved_at"]) == ("shopper", None)
+    assert_money_matches_the_tray(w, expect={"DEMO-011": 1})  # nothing changed
+    # the cashier comes: a wrong code first, then the right one
+    tap_item(qtbot, w, item)
+    qtbot.waitUntil(lambda: w.cashier_needed is not None, timeout=WAIT)
+    type_cashier_code(qtbot, w.cashier_needed, "111111")
+    pad = w.cashier_needed.code_dialog
+    assert pad is not None and pad.isVisible() and "错误" in pad.message.text()
+    for _ in range(6):
+        QTest.mouseClick(pad.keys["⌫"], Qt.MouseButton.LeftButton)
+    for digit in CASHIER_CODE:
+        QTest.mouseClick(pad.keys[digit], Qt.MouseButton.LeftButton)
+    QTest.mouseClick(pad.keys["OK"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.correction is not None and w.correction.isVisible(),
+                    timeout=WAIT)
+    # the screen says who is acting
+    assert not w.attendant_bar.isHidden()
+    assert "王芳" in w.attendant_label.text() and "C001" in w.attendant_label.text()
+    dlg = w.correction
+    dlg.search.setText("农夫山泉")
+    dlg.run_search()
+    li = dlg.candidates.item(0)
+    QTest.mouseClick(dlg.candidates.viewport(), Qt.MouseButton.LeftButton,
+                     Qt.KeyboardModifier.NoModifier, dlg.candidates.visualItemRect(li).center())
+    qtbot.waitUntil(lambda: receipt_skus(w) == Counter({"DEMO-002": 1}), timeout=WAIT)
+    assert_money_matches_the_tray(w, expect={"DEMO-002": 1})
+    row = catalog.audit_log(1, action="override")[0]
+    assert (row["role"], row["actor"], row["before"], row["after"]) == (
+        "cashier", "C001", {"sku": "DEMO-011"}, {"sku": "DEMO-002"})
+    call = catalog.get_call(call["id"])
+    assert (call["resolved_by"], call["resolution"]) == ("C001", "attended")
+    # the cashier ends the session: the next tap asks for a cashier again
+    QTest.mouseClick(w.attendant_end, Qt.MouseButton.LeftButton)
+    assert w.attendant_bar.isHidden()
+    tap_item(qtbot, w, w.controller.state.items[0])
+    qtbot.waitUntil(lambda: w.cashier_needed is not None, timeout=WAIT)
+    w.cashier_needed.reject()
+    with qtbot.waitSignal(w.finished, timeout=WAIT) as sig:
+        QTest.mouseClick(w.receipt.finish_button, Qt.MouseButton.LeftButton)
+    record = catalog.get_transaction(sig.args[0])
+    assert [(ln["sku"], ln["qty"], ln["amount"]) for ln in record["lines"]] == [
+        ("DEMO-002", 1, 200)]
+    w.receipt_dialog.close_button.click()
+
+
+class BadgeCamera:
+    """The demo camera, and a cashier holding a staff card on the tray when told to."""
+
+    name = "demo camera"
+
+    def __init__(self, inner) -> None:
+        self.inner, self.card = inner, None
+
+    def open(self):
+        self.inner.open()
+
+    def close(self):
+        self.inner.close()
+
+    def background(self):
+        return self.inner.background()
+
+    def truth(self):
+        return self.inner.truth()
+
+    def read(self):
+        img = self.inner.read()
+        if img is None or self.card is None:
+            return img
+        qr = cv2.QRCodeEncoder.create().encode(self.card)
+        qr = cv2.resize(qr, None, fx=5, fy=5, interpolation=cv2.INTER_NEAREST)
+        card = np.full((qr.shape[0] + 60, qr.shape[1] + 60, 3), 250, np.uint8)
+        card[30:30 + qr.shape[0], 30:30 + qr.shape[1]] = qr[..., None]
+        img = img.copy()
+        h, w = card.shape[:2]
+        img[400:400 + h, 980:980 + w] = card
+        return img
+
+
+def test_an_unknown_card_calls_the_cashier_and_a_badge_opens_the_session(qtbot, make_kiosk):
+    camera = BadgeCamera(DemoCamera(fps=30, seed=3, script=[("add", "DEMO-001", 400, 300, 0),
+                                                            ("wait", 60)]))
+    w = make_kiosk(None, camera=camera)
+    add_cashier(w, badge="KIOSK-BADGE-C001-7f3a")
+    settled_on(qtbot, w, ["DEMO-001"])
+    camera.card = "A-LOYALTY-CARD-123"  # something the kiosk does not know
+    qtbot.waitUntil(lambda: any(c.reason == "unknown" for c in w.controller.state.calls),
+                    timeout=WAIT)
+    assert w.hint.text() == "已呼叫收银员，正在赶来，请稍候。"
+    assert_nothing_payable(w)
+    camera.card = "KIOSK-BADGE-C001-7f3a"  # the cashier lays their badge on the tray
+    qtbot.waitUntil(lambda: w.controller.state.attendant is not None, timeout=WAIT)
+    assert not w.attendant_bar.isHidden() and "王芳" in w.attendant_label.text()
+    assert w.controller.state.attendant.how == "badge"
+    assert w.controller.state.calls == ()
+    # the badge is no item: once the card is off the tray the cola alone is charged
+    camera.card = None
+    settled_on(qtbot, w, ["DEMO-001"])
+    assert_money_matches_the_tray(w, expect={"DEMO-001": 1})
+    # and the cashier may act without typing a code
+    tap_item(qtbot, w, w.controller.state.items[0])
+    qtbot.waitUntil(lambda: w.correction is not None and w.correction.isVisible(),
+                    timeout=WAIT)
+    assert w.cashier_needed is None
+    w.correction.reject()
+
+
+def test_an_item_nudged_while_its_correction_panel_is_open(qtbot, make_kiosk):
+    w = make_kiosk([("add", "DEMO-011", 500, 330, 0), ("add", "DEMO-001", 1000, 250, 0),
+                    ("until", "nudge"), ("shift", "DEMO-011", 45, 30, 12), ("wait", 60)])
+    add_cashier(w)
+    settled_on(qtbot, w, ["DEMO-011", "DEMO-001"])
+    item = next(i for i in w.controller.state.items if i.sku == "DEMO-011")
+    dlg = open_as_cashier(qtbot, w, item)
+    w.camera.go("nudge")  # the shopper bumps the red bull while the cashier looks at it
+    qtbot.waitUntil(lambda: w.controller.state.payable and any(
+        i.track_id == item.track_id and i.box != item.box for i in w.controller.state.items),
+        timeout=WAIT)
+    assert w.correction is dlg and dlg.isVisible() and dlg.track_id == item.track_id
+    assert dlg.current.text().startswith("当前：红牛")  # still bound to the red bull
+    assert dlg.candidates.isEnabled()
+    dlg.search.setText("农夫山泉")
+    dlg.run_search()
+    li = dlg.candidates.item(0)
+    QTest.mouseClick(dlg.candidates.viewport(), Qt.MouseButton.LeftButton,
+                     Qt.KeyboardModifier.NoModifier, dlg.candidates.visualItemRect(li).center())
+    qtbot.waitUntil(lambda: receipt_skus(w) == Counter({"DEMO-002": 1, "DEMO-001": 1}),
+                    timeout=WAIT)
+    assert_money_matches_the_tray(w, expect={"DEMO-002": 1, "DEMO-001": 1})
+
+
+def test_the_correction_panel_says_plainly_when_its_item_left(qtbot, make_kiosk):
+    w = make_kiosk([("add", "DEMO-011", 500, 330, 0), ("add", "DEMO-001", 1000, 250, 0),
+                    ("until", "take"), ("remove", "DEMO-011"), ("wait", 60)])
+    add_cashier(w)
+    settled_on(qtbot, w, ["DEMO-011", "DEMO-001"])
+    item = next(i for i in w.controller.state.items if i.sku == "DEMO-011")
+    dlg = open_as_cashier(qtbot, w, item)
+    w.camera.go("take")
+    qtbot.waitUntil(lambda: dlg.current.text() == "这件商品已不在托盘上。", timeout=WAIT)
+    assert not dlg.candidates.isEnabled() and not dlg.remove_button.isEnabled()
+    settled_on(qtbot, w, ["DEMO-001"])
+    assert_money_matches_the_tray(w)
+    dlg.reject()

@@ -70,7 +70,8 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> Ki
     from kiosk.camera import find_default_camera
     from kiosk.cli import resolve_db
     from kiosk.engine import Engine
-    from kiosk.session import CheckoutSession
+    from kiosk.assemble import checkout_session
+    from kiosk.settings import Settings
 
     source = str(_get(settings, "camera.source", "auto"))
     if source == "auto":
@@ -103,6 +104,7 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> Ki
                              background=background,
                              threshold=_get(settings, "recognition.threshold"),
                              k=_get(settings, "recognition.k"),
+                             unsure_margin=_get(settings, "checkout.unsure_margin", 0.03),
                              text_reader=make_text_reader(embedder)
                              if _get(settings, "recognition.read_text", True) else None)
     except BaseException:  # nothing left running: the model process, the camera
@@ -114,8 +116,7 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> Ki
     # ~50 ms at the same total cost.
     if hasattr(engine.embedder, "batch_size"):
         engine.embedder.batch_size = 1
-    settle = _get(settings, "recognition.settle_ms", 300)
-    session = CheckoutSession(engine, settle_ms=settle)
+    session = checkout_session(engine, settings if isinstance(settings, Settings) else None)
     return KioskParts(engine, session, camera, source, Path(db))
 
 
@@ -130,8 +131,11 @@ def build_window(parts: KioskParts, settings, settings_path=None) -> MainWindow:
     auth = StaffAuth(parts.engine.catalog,
                      max_attempts=int(_get(settings, "staff.max_pin_attempts", 5)),
                      lockout_s=float(_get(settings, "staff.lockout_s", 30)))
+    from kiosk.assemble import cashier_auth
+
     window = MainWindow(
-        controller, settings, auth=auth, store_name=_get(settings, "store.name", "") or "",
+        controller, settings, auth=auth, cashier_auth=cashier_auth(parts.engine.catalog, settings),
+        store_name=_get(settings, "store.name", "") or "",
         staff_timeout_s=float(_get(settings, "staff.session_timeout_s", 120)),
         preview_fps=float(_get(settings, "camera.fps", 30) or 30))
     controller.start()

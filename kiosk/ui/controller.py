@@ -44,10 +44,19 @@ class RecognitionWorker(QObject):
         while not self._stop.is_set():
             capture = self._controller.capture
             if capture is None or self._paused.is_set():
+                if capture is None:
+                    state = self._controller.session.set_camera_status("stopped")
+                    if state is not None:
+                        self.stateChanged.emit(state)
                 time.sleep(0.05)
                 continue
             if capture is not last_capture:
                 last_capture, last_index = capture, -1
+            session = self._controller.session
+            for state in (session.set_camera_status(capture.status),
+                          session.tick(frozen_for=capture.frozen_for)):
+                if state is not None:
+                    self.stateChanged.emit(state)
             try:
                 frame = capture.wait_next(last_index, 0.2)
             except Exception as exc:  # noqa: BLE001 - a camera hiccup is not fatal
@@ -81,6 +90,7 @@ class RecognitionWorker(QObject):
 
 class _StatusRelay(QObject):
     status = Signal(str, str)
+    call = Signal(object)  # kiosk.calls.CallEvent, from whichever thread opened the call
 
 
 class KioskController(QObject):
@@ -93,6 +103,7 @@ class KioskController(QObject):
     cameraStatusChanged = Signal(str, str)  # status, message
     recognitionFailed = Signal(str)
     catalogueChanged = Signal()
+    callEvent = Signal(object)  # kiosk.calls.CallEvent, on the GUI thread
 
     def __init__(self, engine, session, camera, *, db_path=None, settings=None,
                  camera_opener: Callable[[str], Any] | None = None,
@@ -115,6 +126,10 @@ class KioskController(QObject):
         self._next_index = 0  # the first frame index of the next capture thread
         self._relay = _StatusRelay()
         self._relay.status.connect(self._on_status)
+        self._relay.call.connect(self.callEvent)
+        board = getattr(session, "calls", None)
+        self._unsubscribe = board.subscribe(self._relay.call.emit) if board is not None \
+            else (lambda: None)
         self._worker = RecognitionWorker(self)
         self._worker.stateChanged.connect(self._on_worker_state)
         self._worker.failed.connect(self.recognitionFailed)
@@ -131,6 +146,7 @@ class KioskController(QObject):
             self._thread.start()
 
     def shutdown(self) -> None:
+        self._unsubscribe()
         self._worker.stop()
         if self._thread.isRunning():
             self._thread.quit()
@@ -167,6 +183,8 @@ class KioskController(QObject):
         self._stop_capture()
         if source is not None:
             self.camera_source = source
+        # another picture altogether: nothing of the old one may stay payable
+        self._publish(self.session.camera_switched(), intent=True)
         self._start_capture(camera)
 
     def set_camera_source(self, source: str) -> None:
@@ -199,15 +217,16 @@ class KioskController(QObject):
     # --------------------------------------------------------------------- state
     @Slot(object)
     def _on_worker_state(self, state) -> None:
-        if state.frame_index <= self._intent_index:
-            return  # made before the cashier's last change; a newer one follows
         self._publish(state)
 
     def _publish(self, state, intent: bool = False) -> None:
         if state is None:
             return
+        current = self.state
+        if current is not None and getattr(state, "seq", 1) <= getattr(current, "seq", 0):
+            return  # made before the one shown (e.g. before the cashier's last change)
         if intent:
-            self._intent_index = state.frame_index
+            self._intent_index = max(self._intent_index, state.frame_index)
         self.state = state
         self.stateChanged.emit(state)
 
@@ -218,6 +237,35 @@ class KioskController(QObject):
         return None
 
     # ------------------------------------------------------------------- intents
+    @property
+    def attendant(self):
+        return self.session.attendant
+
+    def open_attendant(self, cashier, how: str = "code"):
+        self._publish(self.session.open_attendant(cashier, how), intent=True)
+        return self.state
+
+    def end_attendant(self):
+        self._publish(self.session.end_attendant(), intent=True)
+        return self.state
+
+    def call_cashier(self, detail: str | None = None):
+        self._publish(self.session.call_cashier(detail), intent=True)
+        return self.state
+
+    def shopper_choices(self, track_id: int):
+        return self.session.shopper_choices(track_id)
+
+    def shopper_choose(self, track_id: int, sku: str):
+        self._publish(self.session.shopper_choose(track_id, sku), intent=True)
+        return self.state
+
+    def tick(self):
+        """Time passed (attendant session, picture age): publish what changed."""
+        capture = self.capture
+        self._publish(self.session.tick(frozen_for=capture.frozen_for if capture else 0.0))
+        return self.state
+
     def override(self, track_id: int, sku: str):
         self._publish(self.session.override(track_id, sku), intent=True)
         return self.state

@@ -109,7 +109,10 @@ class CorrectionDialog(QDialog):
 
     def _update_current(self) -> None:
         item = self.controller.item(self.track_id)
-        if item is None:
+        gone = item is None
+        for w in (self.candidates, self.search, self.qty, self.remove_button):
+            w.setEnabled(not gone)
+        if gone:
             self.current.setText(self.tr("This item is no longer on the tray."))
         elif item.unknown or not item.sku:
             self.current.setText(self.tr("Not recognised yet: choose the product below."))
@@ -177,8 +180,8 @@ class CorrectionDialog(QDialog):
     def choose(self, sku: str) -> None:
         try:
             self.controller.override(self.track_id, sku)
-        except (KeyError, ValueError) as exc:
-            QMessageBox.warning(self, self.tr("Cannot change the item"), str(exc))
+        except (KeyError, ValueError, PermissionError) as exc:
+            self._refused(self.tr("Cannot change the item"), exc)
             return
         self.changed.emit()
         self.accept()
@@ -186,19 +189,34 @@ class CorrectionDialog(QDialog):
     def _on_qty(self, qty: int) -> None:
         try:
             self.controller.set_qty(self.track_id, int(qty))
-        except (KeyError, ValueError) as exc:
-            QMessageBox.warning(self, self.tr("Cannot change the quantity"), str(exc))
+        except (KeyError, ValueError, PermissionError) as exc:
+            self._refused(self.tr("Cannot change the quantity"), exc)
             return
         self.changed.emit()
 
     def _on_remove(self) -> None:
         try:
             self.controller.remove(self.track_id)
-        except (KeyError, ValueError) as exc:
-            QMessageBox.warning(self, self.tr("Cannot remove the item"), str(exc))
+        except (KeyError, ValueError, PermissionError) as exc:
+            self._refused(self.tr("Cannot remove the item"), exc)
             return
         self.changed.emit()
         self.accept()
+
+    def _refused(self, title: str, exc: BaseException) -> None:
+        """Say in plain words why a change was refused (the details go to the log)."""
+        log.info("correction refused: %r", exc)
+        if isinstance(exc, PermissionError):
+            text = self.tr("The cashier session has ended: enter the cashier code again or show "
+                           "the badge to the camera.")
+        elif isinstance(exc, KeyError):
+            text = self.tr("This item is no longer on the tray.")
+        else:
+            text = self.tr("That did not work: please try again or choose another product.")
+        self.message = QMessageBox(QMessageBox.Icon.Warning, title, text,
+                                   QMessageBox.StandardButton.Ok, self)
+        self.message.open()
+        self._update_current()
 
     def _on_state(self, _state) -> None:
         self._update_current()

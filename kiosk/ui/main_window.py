@@ -47,7 +47,8 @@ class MainWindow(QMainWindow):
     finished = Signal(int)  # transaction id
     staffModeChanged = Signal(bool)
 
-    def __init__(self, controller, settings=None, *, auth=None, store_name: str = "",
+    def __init__(self, controller, settings=None, *, auth=None, cashier_auth=None,
+                 store_name: str = "",
                  staff_timeout_s: float = 120.0, preview_fps: float = 30.0,
                  clock=time.monotonic) -> None:
         super().__init__()
@@ -57,6 +58,8 @@ class MainWindow(QMainWindow):
         self.locked = False  # kiosk mode: the window refuses to close (lock_down)
         self._allow_close = False  # set by the application when it quits
         self.auth = auth
+        self.cashier_auth = cashier_auth  # kiosk.cashier_auth.CashierAuth: cashier codes
+        self.cashier_needed = None  # the "only a cashier can change an item" panel, when open
         self.store_name = store_name
         self.staff_timeout_s = staff_timeout_s
         self.clock = clock
@@ -77,12 +80,26 @@ class MainWindow(QMainWindow):
         self.lang_button.clicked.connect(self.toggle_language)
         self.staff_button = QPushButton(objectName="SmallButton")
         self.staff_button.clicked.connect(self.ask_staff)
+        self.call_button = QPushButton(objectName="CallButton")
+        self.call_button.clicked.connect(self.call_cashier)
+        self.call_button.setMinimumHeight(56)
         header = QHBoxLayout()
         header.setContentsMargins(16, 8, 16, 0)
         header.addWidget(self.store_label)
         header.addStretch(1)
+        header.addWidget(self.call_button)
         header.addWidget(self.lang_button)
         header.addWidget(self.staff_button)
+        # who is acting: shown while a cashier's attendant session is open
+        self.attendant_label = QLabel(objectName="AttendantLabel")
+        self.attendant_end = QPushButton(objectName="SmallButton")
+        self.attendant_end.clicked.connect(self.end_attendant)
+        self.attendant_bar = QWidget(objectName="AttendantBar")
+        bar = QHBoxLayout(self.attendant_bar)
+        bar.setContentsMargins(16, 6, 16, 6)
+        bar.addWidget(self.attendant_label, 1)
+        bar.addWidget(self.attendant_end)
+        self.attendant_bar.hide()
         self.banner = QLabel(objectName="Banner")
         self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.banner.hide()
@@ -112,6 +129,7 @@ class MainWindow(QMainWindow):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(6)
         lay.addWidget(self.banner)
+        lay.addWidget(self.attendant_bar)
         lay.addLayout(header)
         lay.addWidget(self.stack, 1)
         self.setCentralWidget(central)
@@ -119,6 +137,10 @@ class MainWindow(QMainWindow):
         controller.stateChanged.connect(self.show_state)
         controller.cameraStatusChanged.connect(self._on_camera)
         controller.recognitionFailed.connect(self._on_error)
+        controller.callEvent.connect(lambda _e: self._update_hint())
+        self.tick_timer = QTimer(self, interval=1000)
+        self.tick_timer.timeout.connect(self._tick)
+        self.tick_timer.start()
         self.preview_timer = QTimer(self, interval=max(10, int(1000 / max(1.0, preview_fps))))
         self.preview_timer.timeout.connect(self.refresh_preview)
         self.preview_timer.start()
@@ -138,7 +160,10 @@ class MainWindow(QMainWindow):
         # the button names the language it switches to, in that language
         self.lang_button.setText("English" if i18n.current_language() != "en" else "中文")
         self.staff_button.setText(self.tr("Staff"))
+        self.call_button.setText(self.tr("Call the cashier"))
+        self.attendant_end.setText(self.tr("End cashier session"))
         self.tray.set_placeholder(self.tr("Starting the camera…"))
+        self._update_attendant()
         self._update_hint()
         self._update_banner()
 
@@ -157,13 +182,48 @@ class MainWindow(QMainWindow):
 
     def _update_hint(self) -> None:
         state = self.controller.state
-        if state is None or not state.items:
+        calls = getattr(state, "calls", ()) if state is not None else ()
+        phase = getattr(state, "phase", "settled") if state is not None else "settled"
+        if calls:
+            text = self.tr("The cashier has been called and is on the way. Please wait.")
+        elif phase in ("no_camera", "no_picture", "stale"):
+            text = self.tr("The camera picture is not live: the receipt will be checked again "
+                           "when it is.")
+        elif state is None or not state.items:
             text = self.tr("Place your items on the tray, apart from each other.")
         elif state.needs_cashier:
-            text = self.tr("An item is not recognised: please call the cashier.")
+            text = self.tr("An item needs the cashier: please call the cashier.")
+        elif phase != "settled":
+            text = self.tr("Checking the tray… keep it still for a moment.")
         else:
             text = self.tr("Check your items, then press Finish and pay.")
         self.hint.setText(text)
+        self.hint.setProperty("level", "call" if calls else "")
+        self.hint.style().unpolish(self.hint)
+        self.hint.style().polish(self.hint)
+        self.call_button.setEnabled(not calls)
+
+    def _update_attendant(self) -> None:
+        state = self.controller.state
+        a = getattr(state, "attendant", None) if state is not None else None
+        if a is None:
+            self.attendant_bar.hide()
+            return
+        left = max(0, round(a.remaining(self.controller.session.clock())))
+        self.attendant_label.setText(
+            self.tr("Cashier %1 (%2) is acting on this kiosk – %3 s left")
+            .replace("%1", a.name).replace("%2", a.cashier_id).replace("%3", str(left)))
+        self.attendant_bar.show()
+
+    def _tick(self) -> None:
+        self.controller.tick()
+        self._update_attendant()
+
+    def call_cashier(self) -> None:
+        self.controller.call_cashier()
+
+    def end_attendant(self) -> None:
+        self.controller.end_attendant()
 
     # ------------------------------------------------------------------ camera
     def refresh_preview(self) -> None:
@@ -206,7 +266,9 @@ class MainWindow(QMainWindow):
             self.banner.setProperty("level", "warn")
             self.banner.show()
         elif self._error:
-            self.banner.setText(self.tr("Recognition problem: %1").replace("%1", self._error))
+            # the details go to the log; the shopper gets plain words
+            self.banner.setText(self.tr("Recognition is having a problem: please call the "
+                                        "cashier if it persists."))
             self.banner.setProperty("level", "warn")
             self.banner.show()
         else:
@@ -221,16 +283,44 @@ class MainWindow(QMainWindow):
     def show_state(self, state) -> None:
         self._error = ""  # a processed frame: recognition works again
         currency = state.receipt.currency
-        self.tray.set_items(state.items, currency)
+        stale = bool(getattr(state, "stale", False))
+        # the boxes belong to the picture they were found on: none over a picture that is not
+        # live (frozen, lost, another camera)
+        self.tray.set_items(() if stale else state.items, currency)
         if self.staff_page is not None:
-            self.staff_page.enrol.preview.set_items(state.items, currency)
-        self.receipt.set_receipt(state.receipt, state.needs_cashier)
+            self.staff_page.enrol.preview.set_items(() if stale else state.items, currency)
+        self.receipt.set_receipt(state.receipt, state.needs_cashier,
+                                 payable=getattr(state, "payable", True),
+                                 stale=stale)
         self._update_hint()
+        self._update_attendant()
         if self.banner_visible() and self._camera[0] not in ("lost", "bad"):
             self._update_banner()
 
     # -------------------------------------------------------------- correction
-    def open_correction(self, track_id: int) -> CorrectionDialog | None:
+    def open_correction(self, track_id: int):
+        """A tapped item: its correction panel for a cashier (attendant session open), else
+        the panel that says only a cashier can change it."""
+        if self.controller.item(track_id) is None:
+            return None
+        if self.controller.attendant is None:
+            return self.ask_cashier(track_id)
+        return self._correction(track_id)
+
+    def ask_cashier(self, track_id: int):
+        from .cashier_needed import CashierNeededDialog
+
+        if self.cashier_needed is not None:
+            self.cashier_needed.close()
+        dlg = CashierNeededDialog(self.controller, track_id, self.cashier_auth, self)
+        dlg.attendantOpened.connect(self._correction)
+        dlg.finished.connect(lambda _r: setattr(self, "cashier_needed", None))
+        dlg.finished.connect(dlg.deleteLater)
+        self.cashier_needed = dlg
+        dlg.open()
+        return dlg
+
+    def _correction(self, track_id: int) -> CorrectionDialog | None:
         if self.controller.item(track_id) is None:
             return None
         if self.correction is not None:
@@ -254,7 +344,20 @@ class MainWindow(QMainWindow):
         try:
             tx = self.controller.finish()
         except ValueError as exc:
-            QMessageBox.warning(self, self.tr("Cannot finish yet"), str(exc))
+            reason = getattr(exc, "reason", "")
+            text = {
+                "not_live": self.tr("The camera picture is not live: wait until the tray has "
+                                    "been checked again."),
+                "not_settled": self.tr("The tray is still being checked: keep it still for a "
+                                       "moment."),
+                "empty": self.tr("The basket is empty: nothing to pay for."),
+                "needs_cashier": self.tr("An item needs the cashier before payment: please "
+                                         "call the cashier."),
+            }.get(reason, self.tr("The sale cannot be finished yet: please call the cashier."))
+            log.info("finish refused: %s", exc)
+            self.message_box = QMessageBox(QMessageBox.Icon.Warning, self.tr("Cannot finish yet"),
+                                           text, QMessageBox.StandardButton.Ok, self)
+            self.message_box.open()
             return None
         self.last_transaction = tx
         record = self.controller.engine.catalog.get_transaction(tx)
@@ -350,4 +453,5 @@ class MainWindow(QMainWindow):
             return
         self.preview_timer.stop()
         self.staff_timer.stop()
+        self.tick_timer.stop()
         super().closeEvent(event)

@@ -26,6 +26,7 @@ class ReceiptPanel(QWidget):
         self.setObjectName("ReceiptPanel")
         self._receipt = None
         self._needs_cashier = False
+        self._stale = False
         self.title = QLabel(objectName="Title")
         self.table = QTableWidget(0, 4)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -73,7 +74,7 @@ class ReceiptPanel(QWidget):
             [self.tr("Item"), self.tr("Qty"), self.tr("Unit price"), self.tr("Amount")])
         self.total_caption.setText(self.tr("Total"))
         self.finish_button.setText(self.tr("Finish and pay"))
-        self.notice.setText(self.tr("Some items need the cashier: please call the cashier."))
+        self._update_notice()
         self._update_count()
 
     def changeEvent(self, event) -> None:
@@ -85,9 +86,27 @@ class ReceiptPanel(QWidget):
         n = self._receipt.item_count if self._receipt is not None else 0
         self.count_label.setText(self.tr("Items: %1").replace("%1", str(n)))
 
-    def set_receipt(self, receipt, needs_cashier: bool = False) -> None:
+    def _update_notice(self) -> None:
+        if self._stale:
+            self.notice.setText(self.tr("Picture not live – these items will be checked again "
+                                        "before you can pay."))
+        else:
+            self.notice.setText(self.tr("Some items need the cashier: please call the "
+                                        "cashier."))
+        self.notice.setProperty("level", "stale" if self._stale else "")
+        self.notice.style().unpolish(self.notice)
+        self.notice.style().polish(self.notice)
+        self.notice.setVisible(self._stale or self._needs_cashier)
+
+    def set_receipt(self, receipt, needs_cashier: bool = False, *, payable: bool = True,
+                    stale: bool = False) -> None:
+        """Show ``receipt``; *Finish and pay* is enabled only when the checkout says the sale
+        can be stored (``payable``); ``stale``: the lines belong to a picture that is not live
+        (shown greyed, with a notice)."""
         self._receipt = receipt
         self._needs_cashier = needs_cashier
+        self._stale = bool(stale)
+        self.table.setEnabled(not self._stale)
         cur = receipt.currency
         lines = receipt.lines
         self.table.setRowCount(len(lines))
@@ -107,8 +126,10 @@ class ReceiptPanel(QWidget):
                 item.setTextAlignment(align)
                 item.setData(Qt.ItemDataRole.UserRole, line.sku)
         self.total_label.setText(format_price(receipt.total, cur))
-        self.notice.setVisible(bool(needs_cashier))
-        self.finish_button.setEnabled(bool(lines) and not needs_cashier)
+        self.total_label.setEnabled(not self._stale)
+        self._update_notice()
+        self.finish_button.setEnabled(bool(lines) and not needs_cashier and bool(payable)
+                                      and not self._stale)
         self._update_count()
 
     def _on_cell(self, row: int, _col: int) -> None:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QEvent, QSize, Qt, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QColor, QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
+    QDialog,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -31,8 +32,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from kiosk.enrol import DISAGREES, NO_ITEM, EnrolRefused, LookalikeNeedsConfirmation
 from kiosk.money import format_price, parse_price
 
+from .cashiers_tab import CashiersTab
 from .images import bgr_to_pixmap, file_thumbnail, product_thumbnail
 from .tasks import run_task
 from .tray_view import TrayView
@@ -65,6 +68,8 @@ class EnrolTab(QWidget):
         self.views: list[np.ndarray] = []
         self.busy = False
         self._status = ("", "")  # (kind, detail) of the last save, translated on show
+        self._problems: tuple = ()  # kiosk.enrol.ViewProblem of the last refused save
+        self.lookalike_dialog: LookalikeDialog | None = None  # open while staff decide
 
         self.preview = TrayView()
         self.preview.setMinimumSize(480, 270)
@@ -77,12 +82,13 @@ class EnrolTab(QWidget):
         self.thumbs = QListWidget()
         self.thumbs.setViewMode(QListWidget.ViewMode.IconMode)
         self.thumbs.setIconSize(QSize(96, 96))
-        self.thumbs.setGridSize(QSize(108, 108))
-        self.thumbs.setFixedHeight(128)
+        self.thumbs.setGridSize(QSize(108, 128))  # the picture and its view number
+        self.thumbs.setFixedHeight(148)
         self.thumbs.setFlow(QListWidget.Flow.LeftToRight)
         self.thumbs.setWrapping(False)
         self.thumbs.setMovement(QListWidget.Movement.Static)
         self.thumbs.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.thumbs.itemSelectionChanged.connect(self._update)
         self.count_label = QLabel()
 
         self.name = QLineEdit()
@@ -135,7 +141,6 @@ class EnrolTab(QWidget):
         self.price.setPlaceholderText("3.50")
         self.barcode.setPlaceholderText(self.tr("EAN-13 / UPC"))
         self.capture_button.setText(self.tr("Capture view"))
-        self.undo_button.setText(self.tr("Remove last view"))
         self.save_button.setText(self.tr("Save product"))
         self.clear_button.setText(self.tr("Start over"))
         self._update()
@@ -156,6 +161,9 @@ class EnrolTab(QWidget):
         self.count_label.setText(self.tr("Views captured: %1 (at least %2)")
                                  .replace("%1", str(n)).replace("%2", str(MIN_VIEWS)))
         self.undo_button.setEnabled(n > 0 and not self.busy)
+        picked = self._selected_view()
+        self.undo_button.setText(self.tr("Remove last view") if picked is None else
+                                 self.tr("Remove view %1").replace("%1", str(picked + 1)))
         self.capture_button.setEnabled(not self.busy)
         ready = (n >= MIN_VIEWS and self.name.text().strip() and self.sku.text().strip()
                  and self.price.text().strip())
@@ -166,12 +174,48 @@ class EnrolTab(QWidget):
             "saving": self.tr("Saving and learning the product…"),
             "saved": self.tr("Saved: %1 is recognised from now on."),
             "error": self.tr("Not saved: %1"),
+            "refused": self.tr("Not saved: %1"),
+            "confirm": self.tr("This looks like a product already in the catalogue: please "
+                               "confirm."),
+            "cancelled": self.tr("Cancelled: nothing was saved."),
             "noframe": self.tr("No camera picture yet."),
             "noitem": self.tr("No item found on the tray: place the item alone on the tray."),
-            "many": self.tr("Several items found: the largest one is used. Better: one item "
-                            "alone."),
+            "many": self.tr("%1 items on the tray: put only this product on the tray, then "
+                            "capture again."),
         }[kind]
+        if kind == "refused":
+            detail = "; ".join(self._problem_text(p) for p in self._problems)
         self.status.setText(text.replace("%1", detail))
+
+    def _problem_text(self, problem) -> str:
+        """One refused view (:class:`kiosk.enrol.ViewProblem`) in words."""
+        if problem.kind == NO_ITEM:
+            text = self.tr("view %1: no item on the tray")
+        elif problem.kind == DISAGREES:
+            text = self.tr("view %1 does not look like the other views (another product?): "
+                           "remove it and capture this product again")
+        else:
+            text = self.tr("view %1: %2 items on the tray, put only this product on the tray"
+                           ).replace("%2", str(problem.items))
+        return text.replace("%1", str(problem.view))
+
+    def _selected_view(self) -> int | None:
+        rows = [self.thumbs.row(i) for i in self.thumbs.selectedItems()]
+        return rows[0] if rows else None
+
+    def _mark_views(self, problems=()) -> None:
+        """Number the thumbnails; those of refused views are marked and the first selected
+        (so *Remove view* takes it)."""
+        bad = {p.view - 1 for p in problems}
+        self.thumbs.clearSelection()
+        for row in range(self.thumbs.count()):
+            li = self.thumbs.item(row)
+            li.setText(f"✕ {row + 1}" if row in bad else str(row + 1))
+            li.setToolTip(str(row + 1))
+            li.setData(Qt.ItemDataRole.ForegroundRole,
+                       QColor("#c62828") if row in bad else None)
+        if bad:
+            self.thumbs.setCurrentRow(min(bad))
 
     def _set_status(self, kind: str, detail: str = "") -> None:
         self._status = (kind, detail)
@@ -187,36 +231,38 @@ class EnrolTab(QWidget):
             self._set_status("noframe")
             return False
         image = frame.image.copy()
-        try:
-            dets = self.controller.engine.detector.detect(image)
-            found = len(dets)
-        except Exception:  # noqa: BLE001 - enrolment will tell
-            found, dets = 1, None
-        if not found:
-            self._set_status("noitem")
+        try:  # one item exactly, cut out as the enrolment will cut it (kiosk.enrol)
+            found, crop = self.controller.engine.cut_view(image)
+        except Exception as exc:  # noqa: BLE001 - shown, no view added
+            log.warning("enrolment view not cut out: %s", exc)
+            self._set_status("error", str(exc))
             return False
-        crop = image
-        if dets is not None:
-            x1, y1, x2, y2 = (int(v) for v in dets.boxes[dets.largest()])
-            crop = image[max(0, y1):y2, max(0, x1):x2]
+        if found != 1:  # none, or which one would be the product?
+            self._set_status("noitem" if not found else "many", str(found))
+            return False
         self.views.append(image)
         li = QListWidgetItem()
         li.setIcon(QIcon(bgr_to_pixmap(crop, 96, square=True)))
-        li.setToolTip(str(len(self.views)))
         self.thumbs.addItem(li)
+        self._mark_views()
         self.thumbs.scrollToBottom()
-        self._set_status("many" if found > 1 else "")
+        self._set_status("")
         return True
 
     def remove_last_view(self) -> None:
+        """Remove the selected view (e.g. one a save refused), else the last one."""
         if self.views:
-            self.views.pop()
-            self.thumbs.takeItem(self.thumbs.count() - 1)
+            row = self._selected_view()
+            row = len(self.views) - 1 if row is None else row
+            self.views.pop(row)
+            self.thumbs.takeItem(row)
+            self._mark_views()
         self._update()
 
     def clear(self) -> None:
         self.views.clear()
         self.thumbs.clear()
+        self._problems = ()
         for w in (self.name, self.sku, self.price, self.barcode):
             w.clear()
         self._set_status("")
@@ -233,24 +279,42 @@ class EnrolTab(QWidget):
             self._set_status("error", self.tr("capture at least %1 views").replace(
                 "%1", str(MIN_VIEWS)))
             return
+        self._start_save(sku, name, price, barcode, confirm_lookalike=False)
+
+    def _start_save(self, sku: str, name: str, price, barcode, *,
+                    confirm_lookalike: bool) -> None:
+        """Check and store the product off the GUI thread (Engine.enrol_product); a refusal
+        comes back as a result to show, not as an error."""
         engine, frames = self.controller.engine, list(self.views)
 
         def work():
-            cat = engine.catalog
-            if cat.get_product(sku) is not None:
-                raise ValueError(f"a product with SKU {sku!r} already exists")
-            with cat.transaction():  # the product appears with its views or not at all
-                cat.add_product(sku, name, price, barcode=barcode, role="staff")
-                engine.enrol(sku, frames, role="staff")
-            engine.save()
+            try:
+                engine.enrol_product(sku, name, price, frames, barcode=barcode, role="staff",
+                                     confirm_lookalike=confirm_lookalike)
+            except EnrolRefused as refused:
+                return refused
             return sku
 
         self.busy = True
+        self._pending = (sku, name, price, barcode)  # what is being saved (for a confirmation)
+        self._problems = ()
+        self._mark_views()
         self._set_status("saving")
         run_task(work, on_done=self._saved, on_error=self._failed)
 
-    def _saved(self, sku: str) -> None:
+    def _saved(self, result) -> None:
         self.busy = False
+        if isinstance(result, LookalikeNeedsConfirmation):
+            self._set_status("confirm")
+            self._ask_lookalike(result.check)
+            return
+        if isinstance(result, EnrolRefused):
+            self._problems = result.check.problems
+            self._mark_views(self._problems)
+            self._set_status("refused")
+            self.enrolFailed.emit(str(result))
+            return
+        sku = result
         name = self.name.text().strip() or sku
         self.clear()
         self._set_status("saved", name)
@@ -264,6 +328,96 @@ class EnrolTab(QWidget):
         self.busy = False
         self._set_status("error", message)
         self.enrolFailed.emit(message)
+
+    # ------------------------------------------------------- near-duplicate
+    def _ask_lookalike(self, check) -> None:
+        """Show the new views beside the existing look-alike product; save only if staff say
+        it is a different product."""
+        sku, name, price, barcode = self._pending
+        dialog = LookalikeDialog(check, name, self)
+        self.lookalike_dialog = dialog
+
+        def finished(result: int) -> None:
+            self.lookalike_dialog = None
+            dialog.deleteLater()
+            if result == QDialog.DialogCode.Accepted:
+                self._start_save(sku, name, price, barcode, confirm_lookalike=True)
+            else:
+                self._set_status("cancelled")
+
+        dialog.finished.connect(finished)
+        dialog.open()
+
+
+@_retranslating
+class LookalikeDialog(QDialog):
+    """"Is this really a different product?": the new product's captured views beside the
+    pictures, name and price of the existing product(s) they are a near-duplicate of."""
+
+    THUMB = 96
+    MAX_PICTURES = 6
+
+    def __init__(self, check, name: str, parent=None) -> None:
+        super().__init__(parent)
+        self.setModal(True)
+        self.check = check
+        self.new_name = name
+        self.heading = QLabel(objectName="Title")
+        self.heading.setWordWrap(True)
+        self.text = QLabel(objectName="Hint")
+        self.text.setWordWrap(True)
+        self.new_label = QLabel()
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.heading)
+        lay.addWidget(self.text)
+        lay.addWidget(self.new_label)
+        lay.addLayout(self._pictures([bgr_to_pixmap(c, self.THUMB, square=True)
+                                      for c in check.crops if c is not None]))
+        self.existing_labels: list[QLabel] = []
+        for look in check.lookalikes[:3]:
+            label = QLabel()
+            label.setWordWrap(True)
+            self.existing_labels.append(label)
+            lay.addWidget(label)
+            pics = [file_thumbnail(f, self.THUMB) for f in look.files[:self.MAX_PICTURES]]
+            lay.addLayout(self._pictures([p for p in pics if p is not None]))
+        self.cancel_button = QPushButton()
+        self.cancel_button.clicked.connect(self.reject)
+        self.save_button = QPushButton(objectName="PrimaryButton")
+        self.save_button.clicked.connect(self.accept)
+        row = QHBoxLayout()
+        row.addWidget(self.cancel_button)
+        row.addStretch(1)
+        row.addWidget(self.save_button)
+        lay.addLayout(row)
+        self.cancel_button.setDefault(True)  # the safe answer
+        self.retranslate()
+
+    @staticmethod
+    def _pictures(pixmaps) -> QHBoxLayout:
+        row = QHBoxLayout()
+        for pix in pixmaps:
+            label = QLabel()
+            label.setPixmap(pix)
+            row.addWidget(label)
+        row.addStretch(1)
+        return row
+
+    def retranslate(self) -> None:
+        self.setWindowTitle(self.tr("Is this a new product?"))
+        self.heading.setText(self.tr("This looks like a product already in the catalogue"))
+        self.text.setText(self.tr(
+            "Compare the pictures. Save only if it really is a different product (another "
+            "flavour or size); otherwise cancel and change the existing product instead."))
+        self.new_label.setText(self.tr("New product: %1").replace("%1", self.new_name))
+        for label, look in zip(self.existing_labels, self.check.lookalikes):
+            price = (format_price(look.price, look.currency) if look.price is not None
+                     else self.tr("no price"))
+            label.setText(self.tr("Already in the catalogue: %1 (SKU %2), %3, match %4 %")
+                          .replace("%1", look.name).replace("%2", look.sku)
+                          .replace("%3", price).replace("%4", str(round(100 * look.score))))
+        self.save_button.setText(self.tr("It is a different product, save"))
+        self.cancel_button.setText(self.tr("Cancel"))
 
 
 # =============================================================================== catalogue
@@ -722,6 +876,13 @@ class AuditTab(QWidget):
             "remove": self.tr("Item removed"), "qty": self.tr("Quantity set"),
             "pin_set": self.tr("Staff PIN set"), "pin_lockout": self.tr("Staff mode locked"),
             "backup": self.tr("Backup"), "restore": self.tr("Restored from a backup"),
+            "enrol_lookalike_confirmed": self.tr("Look-alike confirmed as a new product"),
+            "cashier_added": self.tr("Cashier added"),
+            "cashier_enabled": self.tr("Cashier enabled"),
+            "cashier_disabled": self.tr("Cashier disabled"),
+            "cashier_code_set": self.tr("Cashier code changed"),
+            "cashier_badge_set": self.tr("Cashier badge changed"),
+            "cashier_code_lockout": self.tr("Cashier codes locked"),
         }.get(action, action)
 
     def _key(self, key: str) -> str:
@@ -731,6 +892,9 @@ class AuditTab(QWidget):
                 "pin_set": self.tr("PIN set"), "lockouts": self.tr("lockouts"),
                 "locked_for_s": self.tr("locked (s)"), "files": self.tr("files"),
                 "products": self.tr("products"), "schema_version": self.tr("schema version"),
+                "lookalikes": self.tr("looks like"),
+                "id": "ID", "enabled": self.tr("enabled"), "badge": self.tr("badge"),
+                "code_set": self.tr("code set"),
                 }.get(key, key)
 
     def _value(self, key: str, value, currency: str) -> str:
@@ -792,10 +956,15 @@ class AuditTab(QWidget):
                 for r in range(self.table.rowCount())]
 
     def refresh(self) -> None:
-        log_rows = self.controller.engine.catalog.audit_log(limit=self.LIMIT)
+        catalog = self.controller.engine.catalog
+        log_rows = catalog.audit_log(limit=self.LIMIT)
+        names = {c["id"]: c["name"] for c in catalog.list_cashiers()}
         self.table.setRowCount(len(log_rows))
         for r, row in enumerate(log_rows):
-            cells = [self._local_time(row["time"]), self._role(row["role"]),
+            who = self._role(row["role"])
+            if row.get("actor"):  # who exactly: the cashier's id and, if known, name
+                who = " ".join([who, row["actor"], *filter(None, [names.get(row["actor"])])])
+            cells = [self._local_time(row["time"]), who,
                      self._action(row["action"]), row["subject"] or "", self.change_text(row)]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -863,8 +1032,9 @@ class StaffPage(QWidget):
         self.catalogue = CatalogueTab(controller)
         self.tray = TrayTab(controller)
         self.camera = CameraTab(controller)
+        self.cashiers = CashiersTab(controller)
         self.audit = AuditTab(controller)
-        for t in (self.enrol, self.catalogue, self.tray, self.camera, self.audit):
+        for t in (self.enrol, self.catalogue, self.tray, self.camera, self.cashiers, self.audit):
             self.tabs.addTab(t, "")
         self.tabs.currentChanged.connect(self._tab_changed)
         top = QHBoxLayout()
@@ -880,13 +1050,15 @@ class StaffPage(QWidget):
         self.title.setText(self.tr("Staff mode"))
         self.back.setText(self.tr("Back to checkout"))
         for i, text in enumerate((self.tr("Enrol new product"), self.tr("Catalogue"),
-                                  self.tr("Tray"), self.tr("Camera"),
+                                  self.tr("Tray"), self.tr("Camera"), self.tr("Cashiers"),
                                   self.tr("Audit log & backup"))):
             self.tabs.setTabText(i, text.replace("&", "&&"))  # a literal "&", not a shortcut
 
     def _tab_changed(self, i: int) -> None:
         if self.tabs.widget(i) is self.catalogue:
             self.catalogue.refresh()
+        elif self.tabs.widget(i) is self.cashiers:
+            self.cashiers.refresh()
         elif self.tabs.widget(i) is self.audit:
             self.audit.refresh()
 

@@ -109,11 +109,15 @@ class TrayView(QWidget):
         name = item.name or item.sku
         if item.price is None:
             return name, price, style.UNPRICED, False
+        if getattr(item, "unsure", False):
+            return name + "?", self.tr("Not sure: call the cashier"), style.UNKNOWN, False
         source = getattr(item, "source", "recognized")
         if source == "barcode":
             return name, price + "  " + self.tr("(barcode)"), style.MANUAL, True
         if source == "cashier":
             return name, price + "  " + self.tr("(cashier)"), style.MANUAL, True
+        if source == "shopper":
+            return name, price + "  " + self.tr("(your choice)"), style.MANUAL, True
         return name, price, style.RECOGNISED, False
 
     def _place_tag(self, rect: QRectF, tw: float, th: float, others: list[QRectF],
