@@ -226,6 +226,7 @@ class _Track:
         self.badge: str | None = None  # a cashier badge shown on the tray (the cashier's id)
         self.qty = 1
         self.paid = False  # part of a finished sale, still on the tray
+        self.crop: np.ndarray | None = None  # the item's latest upright cut-out (to learn from)
 
     @property
     def sku(self) -> str | None:
@@ -276,6 +277,7 @@ class CheckoutSession:
                  shopper_same_price_choice: bool = False, calls: "CallBoard | None" = None,
                  auto_call: bool = True,
                  badge_lookup: Callable[[str], Any] | None = None,
+                 on_answer: Callable[..., None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if settle_ms < 0:
             raise ValueError("settle_ms must not be negative")
@@ -300,6 +302,7 @@ class CheckoutSession:
         self.calls = calls
         self.auto_call = bool(auto_call)
         self.badge_lookup = badge_lookup
+        self.on_answer = on_answer
         self.clock = clock
         self._lock = threading.RLock()  # guards the tracks, corrections and state
         self._process_lock = threading.Lock()  # one process() at a time
@@ -628,6 +631,7 @@ class CheckoutSession:
                     t.decision, t.fused = d, False
             if not t.words and self.engine.wants_text(t.decision):
                 t.text_crop = crop(j)
+            t.crop = crop(j)
             t.vectors = (t.vectors + [np.asarray(v, np.float32)])[-_MAX_VIEWS:]
             t.view_sigs = (t.view_sigs + [sigs[j]])[-_MAX_VIEWS:]
         if fuse:
@@ -831,7 +835,19 @@ class CheckoutSession:
                 self.engine.catalog.log_correction(list(t.box), t.sku, p.sku, role="cashier",
                                                    actor=who))
             t.override, t.override_by, t.removed = p.sku, who, False
+            self._answered(t, p.sku, who, "cashier")
             return self._restate()
+
+    def _answered(self, t: _Track, sku: str, cashier: str | None, source: str) -> None:
+        """Hand an answer (the item's cut-out from this kiosk's camera and the product it
+        really is) to ``on_answer(crop, sku, cashier=..., source=..., decision=...)``, e.g. to
+        learn it as a gallery view; a failure there never stops the till."""
+        if self.on_answer is None or t.crop is None:
+            return
+        try:
+            self.on_answer(t.crop, sku, cashier=cashier, source=source, decision=t.decision)
+        except Exception:  # noqa: BLE001
+            log.exception("learning from an answer")
 
     def shopper_choices(self, track_id: int) -> tuple[str, ...]:
         """The products the shopper may choose between for item ``track_id`` (empty unless
@@ -859,6 +875,7 @@ class CheckoutSession:
                 self.engine.catalog.log_action("shopper_choice", list(t.box), t.sku, sku,
                                                role="shopper"))
             t.override, t.override_by = sku, "shopper"
+            self._answered(t, sku, None, "shopper")
             return self._restate()
 
     def remove(self, track_id: int, *, cashier: str | None = None) -> SessionState:
