@@ -204,6 +204,31 @@ def _margin(d: Decision) -> float:
     return c[0].score - c[1].score
 
 
+def price_rivals(d: Decision, p: "Product | None", engine: "Engine", accept_same_price: bool
+                 ) -> tuple[bool, bool, tuple[str, ...], bool]:
+    """The "ask instead of guessing" rule for a recognised item decided ``d`` (its product
+    ``p``): (unsure, same_price, rivals, rivals_same_price).  An unsure decision (another
+    product within the decider's ``unsure_margin``, not settled by the pack's words) is sent to
+    the cashier, unless every close product has the same price and ``accept_same_price``: then
+    it is charged and marked ``same_price``.  The checkout session and ``kiosk eval-stream``
+    both decide through this."""
+    if d.unknown or not d.unsure or d.text_settled or p is None:
+        return False, False, (), False
+    margin = engine.decider.unsure_margin
+    rivals = tuple(c.sku for c in d.candidates
+                   if c.sku != d.sku and c.score >= d.score - margin)
+    if not rivals:
+        return False, False, (), False
+    prices = {p.price}
+    for sku in rivals:
+        rp = engine.lookup_product(sku)
+        prices.add(rp.price if rp is not None and rp.active else None)
+    same = len(prices) == 1 and p.price is not None
+    if accept_same_price and same:
+        return False, True, rivals, True
+    return True, False, rivals, same
+
+
 class _Track:
     """One item on the tray, as the session keeps it (internal, mutable)."""
 
@@ -321,6 +346,7 @@ class CheckoutSession:
         self._fresh_at: float | None = None  # clock() at the last fresh (changed) picture
         self._confirmed_at: float | None = None  # clock() when the settled scene was last seen
         self._attendant: Attendant | None = None
+        self._staff_present = False  # staff mode is open on this kiosk: no calls by itself
         self.recognitions = 0  # settled scenes recognised (detect + match + embed) so far
         self._seq = itertools.count(1)
         self._state = self._make_state(-1, False, {}, 0)
@@ -340,22 +366,9 @@ class CheckoutSession:
     def _rivals(self, t: _Track, p: "Product | None"
                 ) -> tuple[bool, bool, tuple[str, ...], bool]:
         """(unsure, same_price, rivals, rivals_same_price) of a recognised item."""
-        d = t.decision
-        if t.source != "recognized" or d.unknown or not d.unsure or d.text_settled or p is None:
+        if t.source != "recognized":
             return False, False, (), False
-        margin = self.engine.decider.unsure_margin
-        rivals = tuple(c.sku for c in d.candidates
-                       if c.sku != d.sku and c.score >= d.score - margin)
-        if not rivals:
-            return False, False, (), False
-        prices = {p.price}
-        for sku in rivals:
-            rp = self.engine.lookup_product(sku)
-            prices.add(rp.price if rp is not None and rp.active else None)
-        same = len(prices) == 1 and p.price is not None
-        if self.accept_same_price and same:
-            return False, True, rivals, True
-        return True, False, rivals, same
+        return price_rivals(t.decision, p, self.engine, self.accept_same_price)
 
     def _item(self, t: _Track) -> TrackedItem:
         sku = t.sku
@@ -419,8 +432,9 @@ class CheckoutSession:
         still open."""
         board = self.calls
         try:
-            # no new call while a cashier is at the kiosk (they see the basket)
-            if self.auto_call and self._phase == SETTLED and self._attendant_now() is None:
+            # no new call while a cashier or staff are at the kiosk (they see the basket)
+            if (self.auto_call and self._phase == SETTLED and self._attendant_now() is None
+                    and not self._staff_present):
                 want = {}
                 for i in items:
                     reason = ("unknown" if i.unknown else "unsure" if i.unsure
@@ -806,6 +820,19 @@ class CheckoutSession:
         return cashier
 
     # -------------------------------------------------------------- calls
+    def set_staff_present(self, present: bool) -> SessionState:
+        """Staff mode opened (True) or closed on this kiosk.  While staff are here the
+        checkout calls nobody by itself (their enrolment items on the tray are not a shopper's
+        unknown goods), and the calls already open are closed as attended by staff."""
+        with self._lock:
+            self._staff_present = bool(present)
+            if present and self.calls is not None:
+                try:
+                    self.calls.resolve_all(by=None, resolution="staff")
+                except Exception:  # noqa: BLE001
+                    log.exception("closing calls")
+            return self._restate()
+
     def call_cashier(self, detail: str | None = None) -> SessionState:
         """The shopper asks for help."""
         with self._lock:
@@ -841,7 +868,9 @@ class CheckoutSession:
     def _answered(self, t: _Track, sku: str, cashier: str | None, source: str) -> None:
         """Hand an answer (the item's cut-out from this kiosk's camera and the product it
         really is) to ``on_answer(crop, sku, cashier=..., source=..., decision=...)``, e.g. to
-        learn it as a gallery view; a failure there never stops the till."""
+        learn it as a gallery view (:class:`kiosk.learn.Learner`); ``source``: ``cashier``,
+        ``shopper``, ``barcode`` (read off an unknown item, at payment) or ``paid`` (charged as
+        recognised, at payment).  A failure there never stops the till."""
         if self.on_answer is None or t.crop is None:
             return
         try:
@@ -948,6 +977,14 @@ class CheckoutSession:
                     catalog.link_corrections(self._corrections, tx)
             self._corrections = []
             for t in self._tracks.values():
+                if t.live and t.source == "barcode":
+                    self._answered(t, t.barcode_sku, None, "barcode")
+                elif t.live and t.source == "recognized" and not t.decision.unknown:
+                    p = self.engine.lookup_product(t.decision.sku)
+                    # charged as recognised and paid: an answer too (learned only where the
+                    # settings say so); a same-price guess among look-alikes is not confirmed
+                    if not price_rivals(t.decision, p, self.engine, True)[1]:
+                        self._answered(t, t.decision.sku, None, "paid")
                 t.paid = True
             self._restate()
             return tx

@@ -406,3 +406,16 @@ def test_the_candidate_list_has_five_distinct_products(kiosk):
     assert len(cands) == 5 and len(set(cands)) == 5
     assert set(cands[:2]) == {"DEMO-004", "DEMO-005"}  # the look-alike is right behind
     assert all(c.price is not None for c in state.items[0].candidates)
+
+
+def test_no_calls_while_staff_are_at_the_kiosk(kiosk, engine):
+    session, feeder, _now = kiosk
+    state = feeder.show(tray(A, badge="UNKNOWN-THING-42"))
+    assert [c.reason for c in state.calls] == ["unknown"]
+    state = session.set_staff_present(True)  # staff mode: e.g. enrolling that very thing
+    assert state.calls == ()
+    assert engine.catalog.calls()[0]["resolution"] == "staff"
+    state = feeder.show(tray(C, badge="UNKNOWN-THING-42"))
+    assert state.calls == () and state.needs_cashier
+    state = session.set_staff_present(False)  # staff left it there: the kiosk calls again
+    assert [c.reason for c in state.calls] == ["unknown"]

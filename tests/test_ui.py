@@ -537,8 +537,9 @@ def test_screenshot_tool_renders_every_view(app, tmp_path, demo_db, embedder):
     spec.loader.exec_module(shots)
     files = shots.render_screenshots(tmp_path, db=demo_db, embedder=embedder)
     names = sorted(p.name for p in files)
-    assert names == sorted(f"{v}_{lang}.png" for v in ("shopper", "correction", "staff_enrol")
-                           for lang in ("zh", "en"))
+    assert names == sorted(f"{v}_{lang}.png" for v in shots.VIEWS for lang in ("zh", "en"))
+    assert {"stale", "attendant", "call", "cashier_needed", "enrol_refused",
+            "lookalike"} <= set(shots.VIEWS)
     for p in files:
         img = QImage(str(p))
         assert (img.width(), img.height()) == (1280, 800), p

@@ -2,8 +2,10 @@
 
     python tools/screenshots.py [OUT_DIR]      # default: docs/screenshots
 
-Shows the shopper view with items on the tray, the cashier's correction panel over it, and
-staff enrolment with captured views, each in Chinese and English (1280×800).  The demo
+Shows the shopper view with items on the tray; the "only a cashier" panel a shopper gets on
+tapping an item; a call for the cashier; a cashier's session with the correction panel; a stale
+(frozen) picture; staff enrolment with captured views, a refused mixed capture and the
+look-alike confirmation; each in Chinese and English (1280×800).  The demo
 catalogue is built in a temporary folder unless ``--db`` names one (it is not changed).
 """
 from __future__ import annotations
@@ -25,8 +27,16 @@ SCENE = [("add", "DEMO-001", 250, 220, 15), ("add", "DEMO-004", 620, 420, -10),
          ("add", "DEMO-006", 980, 230, 5), ("add", "DEMO-010", 330, 560, -20),
          ("add", "DEMO-007", 1000, 540, 0), ("wait", 600)]
 ENROL_SKU = "DEMO-011"
-ENROL_SCENE = [("add", ENROL_SKU, 640, 360, 0), ("wait", 0.8), ("shift", ENROL_SKU, 0, 0, 90),
-               ("wait", 0.8), ("shift", ENROL_SKU, -200, 40, 135), ("wait", 600)]
+# a second product is still on the tray at the first capture (refused), then taken off
+ENROL_SCENE = [("add", ENROL_SKU, 640, 360, 0), ("add", "DEMO-002", 1030, 200, 30),
+               ("until", "solo"), ("remove", "DEMO-002"), ("wait", 0.8),
+               ("shift", ENROL_SKU, 0, 0, 90), ("wait", 0.8),
+               ("shift", ENROL_SKU, -200, 40, 135), ("wait", 600)]
+# a "new" product that is really the cucumber crisps already in the catalogue
+LOOKALIKE_SCENE = [("add", "DEMO-005", 640, 360, 0), ("wait", 0.8),
+                   ("shift", "DEMO-005", 0, 0, 90), ("wait", 0.8),
+                   ("shift", "DEMO-005", -200, 40, 135), ("wait", 600)]
+CASHIER = ("C001", "王芳", "246810")
 
 
 def _pump(cond, timeout: float = 20.0) -> bool:
@@ -72,11 +82,27 @@ def _over(window, dialog):
     return shot
 
 
+def _capture_views(window, camera, enrol, n: int = 3) -> None:
+    """Capture ``n`` views, each once the item rests in a new place."""
+    seen = []
+    for _ in range(n):
+        _pump(lambda: camera.phase == "resting" and camera.truth() not in seen)
+        seen.append(camera.truth())
+        idx = window.controller.latest_frame().index
+        _pump(lambda i=idx: window.controller.latest_frame().index > i + 1, 5)
+        enrol.capture_view()
+
+
+VIEWS = ("shopper", "cashier_needed", "call", "attendant", "stale", "staff_enrol",
+         "enrol_refused", "lookalike")
+
+
 def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, embedder=None,
                        languages=("zh_CN", "en")) -> list[Path]:
+    """Render every view of :data:`VIEWS` in each language: ``<view>_<zh|en>.png``."""
+    from kiosk.assemble import cashier_auth, checkout_session
     from kiosk.demo_camera import DemoCamera
     from kiosk.engine import Engine
-    from kiosk.session import CheckoutSession
     from kiosk.settings import Settings
     from kiosk.ui import i18n
     from kiosk.ui.app import KioskParts, build_window, setup_application
@@ -84,6 +110,14 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="kiosk-shots-"))
+    tags = {lang: "zh" if lang.startswith("zh") else "en" for lang in languages}
+
+    def each_language(name: str, grab) -> None:
+        for lang in languages:
+            i18n.set_language(app, lang)
+            _pump(lambda: False, 0.3)
+            files.append(_save(grab(), out / f"{name}_{tags[lang]}.png"))
+
     try:
         if embedder is None:
             from kiosk.embed import load_embedder
@@ -104,7 +138,8 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
         engine = Engine.open(db, embedder=embedder, background=camera.background(),
                              text_reader=make_text_reader(embedder))
         engine.remove_product(ENROL_SKU)  # so that staff can enrol it
-        session = CheckoutSession(engine, settle_ms=150)
+        cashier_auth(engine.catalog).add(*CASHIER, role="staff")
+        session = checkout_session(engine, settings, settle_ms=150)
         window = build_window(KioskParts(engine, session, camera, "demo", db), settings)
         window.resize(*SIZE)
         window.show()
@@ -112,45 +147,69 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
         try:
             ok = _pump(lambda: window.controller.state is not None
                        and len(window.controller.state.items) == 5
-                       and window.controller.state.settled)
+                       and window.controller.state.payable)
             if not ok:
                 raise RuntimeError("the demo items were not recognised in time")
-            # one item corrected by the cashier: shows the "set by hand" style
+            each_language("shopper", window.grab)
+            # a shopper taps the crisps: only a cashier may change them
+            crisps = next(i for i in window.controller.state.items
+                          if i.sku in ("DEMO-004", "DEMO-005"))
+            panel = window.open_correction(crisps.track_id)
+            _pump(panel.isVisible, 5)
+            each_language("cashier_needed", lambda: _over(window, panel))
+            panel.call()  # ... and calls the cashier
+            _pump(lambda: bool(window.controller.state.calls), 5)
+            each_language("call", window.grab)
+            # the cashier comes with their code: who acts is shown, the panel opens
+            from kiosk.cashier_auth import Cashier
+
+            window.controller.open_attendant(Cashier(CASHIER[0], CASHIER[1], True, False),
+                                             "code")
             choc = next(i for i in window.controller.state.items if i.sku == "DEMO-010")
-            window.controller.override(choc.track_id, "DEMO-010")
-            for lang in languages:
-                i18n.set_language(app, lang)
-                _pump(lambda: False, 0.3)
-                tag = "zh" if lang.startswith("zh") else "en"
-                files.append(_save(window.grab(), out / f"shopper_{tag}.png"))
-                item = next(i for i in window.controller.state.items
-                            if i.sku in ("DEMO-004", "DEMO-005"))
-                dlg = window.open_correction(item.track_id)
-                _pump(dlg.isVisible, 5)
-                _pump(lambda: False, 0.2)
-                files.append(_save(_over(window, dlg), out / f"correction_{tag}.png"))
-                dlg.reject()
-            # staff enrolment with three captured views
+            window.controller.override(choc.track_id, "DEMO-010")  # the "set by hand" style
+            dlg = window.open_correction(crisps.track_id)
+            _pump(dlg.isVisible, 5)
+            _pump(lambda: False, 0.2)
+            each_language("attendant", lambda: _over(window, dlg))
+            dlg.reject()
+            window.controller.end_attendant()
+            # the camera picture freezes: the receipt is withdrawn until it is live again
+            camera.freeze(600)
+            _pump(lambda: window.controller.state.phase == "stale", 15)
+            each_language("stale", window.grab)
+            camera.freeze(0)
+            # staff enrolment: a capture with two products is refused, then three good views
             camera2 = DemoCamera(fps=30, seed=2, script=ENROL_SCENE)
             window.controller.set_camera(camera2)
             window.enter_staff()
             enrol = window.staff_page.enrol
-            seen = []
-            for _ in range(3):
-                _pump(lambda: camera2.phase == "resting" and camera2.truth() not in seen)
-                seen.append(camera2.truth())
-                idx = window.controller.latest_frame().index
-                _pump(lambda i=idx: window.controller.latest_frame().index > i + 1, 5)
-                enrol.capture_view()
+            _pump(lambda: camera2.phase == "resting" and len(camera2.truth()) == 2)
+            idx = window.controller.latest_frame().index
+            _pump(lambda i=idx: window.controller.latest_frame().index > i + 1, 5)
+            enrol.capture_view()
+            each_language("enrol_refused", window.grab)
+            camera2.go("solo")
+            _pump(lambda: len(camera2.truth()) == 1 and camera2.phase == "resting")
+            _capture_views(window, camera2, enrol)
             enrol.name.setText("红牛 250ml")
             enrol.sku.setText(ENROL_SKU)
             enrol.price.setText("6.00")
+            each_language("staff_enrol", window.grab)
+            # a "new" product that is an existing one: staff must confirm, seeing both
+            enrol.clear()
+            camera3 = DemoCamera(fps=30, seed=4, script=LOOKALIKE_SCENE)
+            window.controller.set_camera(camera3)
+            _capture_views(window, camera3, enrol)
+            enrol.name.setText("乐事薯片 新口味")
+            enrol.sku.setText("LAYS-NEW")
+            enrol.price.setText("7.50")
+            enrol.save()
+            _pump(lambda: enrol.lookalike_dialog is not None
+                  and enrol.lookalike_dialog.isVisible(), 60)
+            look = enrol.lookalike_dialog
             _pump(lambda: False, 0.3)
-            for lang in languages:
-                i18n.set_language(app, lang)
-                _pump(lambda: False, 0.3)
-                tag = "zh" if lang.startswith("zh") else "en"
-                files.append(_save(window.grab(), out / f"staff_enrol_{tag}.png"))
+            each_language("lookalike", lambda: _over(window, look))
+            look.reject()
         finally:
             window.controller.shutdown()
             window.close()

@@ -249,6 +249,10 @@ class KioskController(QObject):
         self._publish(self.session.end_attendant(), intent=True)
         return self.state
 
+    def set_staff_present(self, present: bool):
+        self._publish(self.session.set_staff_present(present), intent=True)
+        return self.state
+
     def call_cashier(self, detail: str | None = None):
         self._publish(self.session.call_cashier(detail), intent=True)
         return self.state

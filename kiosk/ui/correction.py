@@ -101,6 +101,9 @@ class CorrectionDialog(QDialog):
         self.remove_button.setText(self.tr("Remove item"))
         self.close_button.setText(self.tr("Done"))
         self._update_current()
+        if hasattr(self, "_showing_search") and not self._showing_search:
+            item = self.controller.item(self.track_id)  # "match" texts in the new language
+            self._show_candidates(item.candidates if item else ())
 
     def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.LanguageChange:

@@ -95,6 +95,7 @@ class MainWindow(QMainWindow):
         self.attendant_end = QPushButton(objectName="SmallButton")
         self.attendant_end.clicked.connect(self.end_attendant)
         self.attendant_bar = QWidget(objectName="AttendantBar")
+        self.attendant_bar.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         bar = QHBoxLayout(self.attendant_bar)
         bar.setContentsMargins(16, 6, 16, 6)
         bar.addWidget(self.attendant_label, 1)
@@ -411,6 +412,8 @@ class MainWindow(QMainWindow):
         self.staff_timer.start()
         self.stack.setCurrentWidget(self.staff_page)
         self.staff_button.hide()
+        self.call_button.hide()
+        self.controller.set_staff_present(True)
         self.staff_page.catalogue.refresh()
         self.staffModeChanged.emit(True)
 
@@ -420,6 +423,8 @@ class MainWindow(QMainWindow):
         self.staff_session = None
         self.stack.setCurrentIndex(0)
         self.staff_button.show()
+        self.call_button.show()
+        self.controller.set_staff_present(False)
         self.tray.frame_index = -1
         self.staffModeChanged.emit(False)
 

@@ -107,6 +107,10 @@ class ReceiptPanel(QWidget):
         self._needs_cashier = needs_cashier
         self._stale = bool(stale)
         self.table.setEnabled(not self._stale)
+        # lines of a picture that is not live are shown greyed (not what is charged)
+        grey = "color: #9aa0a6;" if self._stale else ""
+        self.table.setStyleSheet(grey)
+        self.total_label.setStyleSheet(grey)
         cur = receipt.currency
         lines = receipt.lines
         self.table.setRowCount(len(lines))

@@ -52,6 +52,12 @@ QLabel#Banner {
     background: #c62828; color: white; font-size: %(btn)dpt; font-weight: bold; padding: 10px;
 }
 QLabel#Banner[level="warn"] { background: #e08e0b; }
+QWidget#AttendantBar { background: #1f6feb; }
+QLabel#AttendantLabel { color: white; font-size: %(btn)dpt; font-weight: bold; }
+QLabel#Hint[level="call"] {
+    background: #e3f0ff; color: #0b3d91; border-radius: 8px; padding: 6px; font-weight: bold;
+}
+QPushButton#CallButton { font-size: %(btn)dpt; padding: 0 18px; }
 QLineEdit, QSpinBox, QComboBox {
     min-height: 48px; font-size: %(btn)dpt; padding: 0 8px; border: 1px solid #c9ced6;
     border-radius: 8px; background: white;
