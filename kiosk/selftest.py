@@ -11,7 +11,9 @@ Headless (Qt runs offscreen).  It checks, in order:
   ``integrity_check`` and ``foreign_key_check``, gallery image files present, and the vector
   index agreeing with the catalogue (rebuilt from stored embeddings when it does not);
 * the Qt side: the offscreen platform plugin, the CJK font, the Chinese translation, image
-  format plugins, and a receipt rendered to PDF through Qt's print support;
+  format plugins, and a receipt rendered to PDF;
+* the printed receipt: the PDF's text (``pdftotext``; a warning when it is not installed) and
+  the ESC/POS bytes for 58 and 80 mm paper hold every item on its line and the total;
 * which camera the kiosk would use.
 
 It prints one line per check and exits 0 when everything passed, 1 otherwise.  The time from
@@ -101,6 +103,7 @@ class SelfTest:
             ("demo trays", self.check_demo_trays),
             ("store catalogue", self.check_store_catalogue),
             ("qt", self.check_qt),
+            ("receipt", self.check_receipt),
             ("camera", self.check_camera),
             ("libraries", self.check_libraries),
         ]
@@ -326,10 +329,61 @@ class SelfTest:
             size = pdf.stat().st_size if pdf.exists() else 0
             if size < 500:
                 raise CheckFailed(f"the receipt PDF was not written ({size} bytes)")
+            self._receipt_pdf, self._receipt_tx = pdf, tx
             return (f"platform {platform_name}, font {family}, zh_CN translation, "
                     f"{len(formats)} image formats, receipt PDF {size // 1024} kB")
         finally:
             i18n.set_language(app, "en")
+
+    # -- the printed receipt
+    def check_receipt(self) -> str:
+        """The receipt's printed text matches the sale: the PDF read back with pdftotext, and
+        the ESC/POS bytes for both paper widths (GB18030 names, the total, the QR code)."""
+        from . import printer
+        from .money import format_price
+
+        tx = getattr(self, "_receipt_tx", None)
+        if tx is None:
+            raise CheckFailed("skipped: no receipt was printed to PDF (see the qt check)")
+        kind = getattr(getattr(self.settings, "printer", None), "kind", "none") or "none"
+        problems, done = [], []
+        from .ui.receipt_dialog import pdf_text
+
+        text = pdf_text(self._receipt_pdf)
+        if text is not None:
+            problems += [f"PDF: {p}" for p in printer.receipt_text_problems(text, tx)]
+            done.append(f"PDF text matches the sale ({len(tx['lines'])} items)")
+        try:
+            for columns in sorted(set(printer.COLUMNS.values())):
+                data = printer.escpos_bytes(tx, columns, "self-test", "zh_CN")
+                where = f"ESC/POS {columns} columns"
+                problems += [f"{where}: {p}" for p in printer.receipt_text_problems(
+                    data.decode(printer.ENCODING, "replace"), tx)]
+                lines = printer.receipt_lines(tx, columns, "self-test", "zh_CN")
+                missing = [ln for ln in lines if ln.encode(printer.ENCODING) not in data]
+                if missing:
+                    problems.append(f"{where}: line {missing[0]!r} is not in the GB18030 bytes")
+                total = printer.clean(format_price(tx["total"], tx.get("currency", "CNY")))
+                if total.encode(printer.ENCODING) not in data:
+                    problems.append(f"{where}: the total {total} is not in the bytes")
+                if printer.CHINESE_ON not in data or printer.QR_COMMAND not in data:
+                    problems.append(f"{where}: no Chinese mode (FS &) or no QR code")
+            done.append("ESC/POS 32/48 columns (GB18030, QR)")
+        except Exception as exc:  # noqa: BLE001 - python-escpos missing or broken
+            msg = f"ESC/POS receipts cannot be made: {type(exc).__name__}: {exc}"
+            if kind != "none":
+                problems.append(msg)
+            else:
+                done.append(msg + " (no printer configured)")
+        if problems:
+            raise CheckFailed("; ".join(problems[:6]))
+        detail = ", ".join(done) + f"; printer: {kind}"
+        if text is None:
+            raise CheckWarning(detail + "; PDF text skipped: pdftotext missing (Debian "
+                               "package poppler-utils)")
+        if any("cannot be made" in d for d in done):
+            raise CheckWarning(detail)
+        return detail
 
     # -- camera
     def check_camera(self) -> str:

@@ -27,6 +27,14 @@ def ts_path(lang: str) -> Path:
 
 
 _installed: dict[int, QTranslator] = {}
+_installed_qt: dict[int, QTranslator] = {}
+
+
+def qt_qm_path(lang: str) -> Path:
+    """Qt's own translations (the texts of Qt's dialogs and buttons) shipped with PySide6."""
+    from PySide6.QtCore import QLibraryInfo
+
+    return Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.TranslationsPath)) / f"qtbase_{lang}.qm"
 
 
 def current_language(app: QCoreApplication | None = None) -> str:
@@ -40,6 +48,16 @@ def set_language(app: QCoreApplication, lang: str) -> bool:
     old = _installed.pop(id(app), None)
     if old is not None:
         app.removeTranslator(old)
+    old = _installed_qt.pop(id(app), None)
+    if old is not None:
+        app.removeTranslator(old)
+    if lang != "en":  # Qt's dialogs (print, file, message boxes) in the same language
+        qt_tr = QTranslator(app)
+        if qt_tr.load(str(qt_qm_path(lang))):
+            app.installTranslator(qt_tr)
+            _installed_qt[id(app)] = qt_tr
+        else:
+            log.warning("no Qt translations for %s at %s", lang, qt_qm_path(lang))
     ok = True
     if lang != "en":
         tr = QTranslator(app)
