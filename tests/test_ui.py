@@ -537,13 +537,16 @@ def test_screenshot_tool_renders_every_view(app, tmp_path, demo_db, embedder):
     spec.loader.exec_module(shots)
     files = shots.render_screenshots(tmp_path, db=demo_db, embedder=embedder)
     names = sorted(p.name for p in files)
-    assert names == sorted(f"{v}_{lang}.png" for v in shots.VIEWS for lang in ("zh", "en"))
+    layouts = [f"layout_{w}x{h}" for w, h in shots.SCREENS]
+    assert names == sorted(f"{v}_{lang}.png" for v in (*shots.VIEWS, *layouts)
+                           for lang in ("zh", "en"))
     assert {"stale", "attendant", "call", "cashier_needed", "enrol_refused",
             "lookalike"} <= set(shots.VIEWS)
     for p in files:
         img = QImage(str(p))
-        assert (img.width(), img.height()) == (1280, 800), p
-        assert p.stat().st_size < 400_000, p
+        size = next(((w, h) for w, h in shots.SCREENS if f"_{w}x{h}_" in p.name), (1280, 800))
+        assert (img.width(), img.height()) == size, p
+        assert p.stat().st_size < 400_000 * max(1, size[0] * size[1] // (1280 * 800)), p
 
 
 # ------------------------------------------------------------- the till, as people use it
@@ -823,3 +826,111 @@ def test_the_correction_panel_says_plainly_when_its_item_left(qtbot, make_kiosk)
     settled_on(qtbot, w, ["DEMO-001"])
     assert_money_matches_the_tray(w)
     dlg.reject()
+
+
+def test_shopper_picks_between_same_price_look_alikes_where_the_store_allows(
+        qtbot, make_kiosk, ui_settings):
+    settings = with_changes(ui_settings, "cashier", shopper_same_price_choice=True)
+    w = make_kiosk([("add", "DEMO-004", 640, 380, 10), ("wait", 60)], settings=settings)
+    qtbot.waitUntil(lambda: w.controller.state is not None and w.controller.state.payable
+                    and len(w.controller.state.items) == 1, timeout=WAIT)
+    item = w.controller.state.items[0]
+    # the two crisp flavours cost ¥7.50 each and the pictures barely tell them apart
+    assert item.same_price and set(item.rivals) | {item.sku} == {"DEMO-004", "DEMO-005"}
+    tap_item(qtbot, w, item)
+    qtbot.waitUntil(lambda: w.cashier_needed is not None and w.cashier_needed.isVisible(),
+                    timeout=WAIT)
+    panel = w.cashier_needed
+    assert not panel.choice_caption.isHidden()
+    by_sku = {b.property("sku"): b for b in panel.choice_buttons}
+    assert set(by_sku) == {"DEMO-004", "DEMO-005"}
+    assert "¥7.50" in by_sku["DEMO-005"].text() and NAME["DEMO-005"] in by_sku["DEMO-005"].text()
+    QTest.mouseClick(by_sku["DEMO-005"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: receipt_skus(w) == Counter({"DEMO-005": 1}), timeout=WAIT)
+    assert w.controller.state.items[0].source == "shopper"
+    assert_money_matches_the_tray(w, expect={"DEMO-005": 1})
+    row = w.controller.engine.catalog.audit_log(1, action="shopper_choice")[0]
+    assert (row["role"], row["after"]["sku"]) == ("shopper", "DEMO-005")
+
+
+# ------------------------------------------------------------------ touch and screen sizes
+SCREENS = [(1280, 800), (1366, 768), (1920, 1080), (2560, 1440), (1080, 1920)]
+
+
+def _touch_targets(root):
+    """Every visible button of ``root`` (and the receipt's lines) with its size."""
+    from PySide6.QtWidgets import QPushButton
+
+    for b in root.findChildren(QPushButton):
+        if b.isVisibleTo(root) and b.objectName() != "KeyboardKey":
+            yield b.text() or b.objectName(), b.width(), b.height()
+
+
+@pytest.mark.parametrize("size", SCREENS, ids=[f"{w}x{h}" for w, h in SCREENS])
+def test_layout_at_every_screen_size_keeps_pay_visible_and_targets_big(qtbot, make_kiosk, size):
+    from PySide6.QtCore import QRect
+
+    w = make_kiosk([("add", "DEMO-001", 300, 300, 0), ("add", "DEMO-002", 800, 420, 60),
+                    ("wait", 60)])
+    w.resize(*size)
+    qtbot.waitUntil(lambda: (w.width(), w.height()) == size, timeout=WAIT)
+    w.apply_scale()
+    settled_on(qtbot, w, ["DEMO-001", "DEMO-002"])
+    for lang in ("zh_CN", "en"):
+        w.set_language(lang)
+        w._on_camera("lost", "")  # a warning banner on top: must not push Pay off screen
+        QApplication.processEvents()
+        assert (w.width(), w.height()) == size  # the banner did not grow the window
+        whole = QRect(0, 0, *size)
+        for widget in (w.receipt.finish_button, w.receipt.total_label):
+            r = QRect(widget.mapTo(w, QPoint(0, 0)), widget.size())
+            assert whole.contains(r) and widget.isVisible(), (size, lang, widget, r)
+        assert w.touch >= 56
+        small = [t for t in _touch_targets(w) if min(t[1], t[2]) < w.touch]
+        assert not small, (size, lang, w.touch, small)
+        rows = w.receipt.table
+        assert all(rows.rowHeight(r) >= w.touch for r in range(rows.rowCount()))
+        w._on_camera("live", "")
+    portrait = size[1] > size[0]
+    tray, receipt = w.tray.mapTo(w, QPoint(0, 0)), w.receipt.mapTo(w, QPoint(0, 0))
+    assert (receipt.y() > tray.y()) if portrait else (receipt.x() > tray.x())
+
+
+def test_on_screen_keyboard_types_a_search_and_a_price(qtbot, make_kiosk):
+    from kiosk.ui.keyboard import KeyboardManager
+
+    w = make_kiosk([("add", "DEMO-011", 640, 360, 0), ("wait", 60)])
+    add_cashier(w)
+    settled_on(qtbot, w, ["DEMO-011"])
+    manager = QApplication.instance()._kiosk_keyboard
+    assert isinstance(manager, KeyboardManager)
+    dlg = open_as_cashier(qtbot, w, w.controller.state.items[0])
+    QTest.mouseClick(dlg.search, Qt.MouseButton.LeftButton)  # a tap on the search field
+    dlg.search.setFocus()
+    qtbot.waitUntil(lambda: manager.visible_board() is not None, timeout=WAIT)
+    board = manager.visible_board()
+    assert board.parentWidget() is dlg and board.kind == "search"  # inside the modal dialog
+    for key in "DEMO-002":
+        QTest.mouseClick(board.keys[key.upper()], Qt.MouseButton.LeftButton)
+    assert dlg.search.text() == "demo-002"  # lower case until shift
+    QTest.mouseClick(board.keys["⏎"], Qt.MouseButton.LeftButton)
+    assert dlg.candidate_skus() == ["DEMO-002"]
+    QTest.mouseClick(board.keys["⌫"], Qt.MouseButton.LeftButton)
+    assert dlg.search.text() == "demo-00"
+    assert all(b.height() >= 56 for b in board.keys.values())
+    QTest.mouseClick(board.keys["⌨▾"], Qt.MouseButton.LeftButton)
+    assert manager.visible_board() is None
+    dlg.reject()
+    # staff: the price field gets the digit keys
+    w.enter_staff()
+    enrol = w.staff_page.enrol
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=WAIT)
+    QTest.mouseClick(enrol.price, Qt.MouseButton.LeftButton)
+    enrol.price.setFocus()
+    qtbot.waitUntil(lambda: manager.visible_board() is not None, timeout=WAIT)
+    board = manager.visible_board()
+    assert board.kind == "digits" and board.parentWidget() is w
+    for key in "7.50":
+        QTest.mouseClick(board.keys[key], Qt.MouseButton.LeftButton)
+    assert enrol.price.text() == "7.50"

@@ -93,13 +93,16 @@ def _capture_views(window, camera, enrol, n: int = 3) -> None:
         enrol.capture_view()
 
 
-VIEWS = ("shopper", "cashier_needed", "call", "attendant", "stale", "staff_enrol",
+VIEWS = ("shopper", "cashier_needed", "call", "attendant", "keyboard", "stale", "staff_enrol",
          "enrol_refused", "lookalike")
+#: the shopper view is also shown at each of these screen sizes (``layout_<w>x<h>_<lang>``)
+SCREENS = ((1280, 800), (1366, 768), (1920, 1080), (2560, 1440), (1080, 1920))
 
 
 def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, embedder=None,
-                       languages=("zh_CN", "en")) -> list[Path]:
-    """Render every view of :data:`VIEWS` in each language: ``<view>_<zh|en>.png``."""
+                       languages=("zh_CN", "en"), layouts: bool = True) -> list[Path]:
+    """Render every view of :data:`VIEWS` in each language: ``<view>_<zh|en>.png``, and
+    (``layouts``) the shopper view at every size of :data:`SCREENS`."""
     from kiosk.assemble import cashier_auth, checkout_session
     from kiosk.demo_camera import DemoCamera
     from kiosk.engine import Engine
@@ -151,6 +154,19 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
             if not ok:
                 raise RuntimeError("the demo items were not recognised in time")
             each_language("shopper", window.grab)
+            if layouts:
+                for size in SCREENS:
+                    window.resize(*size)
+                    _pump(lambda s=size: (window.width(), window.height()) == s, 5)
+                    window.apply_scale()
+                    window.resize(*size)  # (the last size's style may have held it wider)
+                    _pump(lambda s=size: (window.width(), window.height()) == s, 5)
+                    _pump(lambda: False, 0.4)
+                    each_language(f"layout_{size[0]}x{size[1]}", window.grab)
+                window.resize(*SIZE)
+                _pump(lambda: (window.width(), window.height()) == SIZE, 5)
+                window.apply_scale()
+                _pump(lambda: False, 0.3)
             # a shopper taps the crisps: only a cashier may change them
             crisps = next(i for i in window.controller.state.items
                           if i.sku in ("DEMO-004", "DEMO-005"))
@@ -171,6 +187,14 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
             _pump(dlg.isVisible, 5)
             _pump(lambda: False, 0.2)
             each_language("attendant", lambda: _over(window, dlg))
+            # the on-screen keyboard, inside the panel (a modal dialog blocks other windows)
+            dlg.activateWindow()
+            dlg.search.setFocus()
+            _pump(lambda: app._kiosk_keyboard.visible_board() is not None, 5)
+            for key in "DEMO-006":
+                app._kiosk_keyboard.visible_board().press(key)
+            _pump(lambda: False, 0.4)
+            each_language("keyboard", lambda: _over(window, dlg))
             dlg.reject()
             window.controller.end_attendant()
             # the camera picture freezes: the receipt is withdrawn until it is live again

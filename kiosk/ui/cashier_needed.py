@@ -34,6 +34,9 @@ class CashierNeededDialog(QDialog):
         self.code_dialog = None
         self.title = QLabel(objectName="Title")
         self.title.setWordWrap(True)
+        # the item's full name and price (names are cut short on the tray and the receipt)
+        self.item_label = QLabel(objectName="ItemName")
+        self.item_label.setWordWrap(True)
         self.message = QLabel(objectName="Hint")
         self.message.setWordWrap(True)
         self.choice_caption = QLabel(objectName="Hint")
@@ -69,6 +72,7 @@ class CashierNeededDialog(QDialog):
             b.setMinimumHeight(64)
         lay = QVBoxLayout(self)
         lay.setSpacing(12)
+        lay.addWidget(self.item_label)
         lay.addWidget(self.title)
         lay.addWidget(self.message)
         lay.addWidget(self.choice_caption)
@@ -93,6 +97,18 @@ class CashierNeededDialog(QDialog):
         self.call_button.setText(self.tr("Call the cashier"))
         self.code_button.setText(self.tr("Cashier code"))
         self.cancel_button.setText(self.tr("Back"))
+        item = self.controller.item(self.track_id)
+        if item is None:
+            self.item_label.setText("")
+        elif item.unknown or not item.sku:
+            self.item_label.setText(self.tr("Not recognised"))
+        else:
+            currency = (self.controller.state.receipt.currency
+                        if self.controller.state is not None else "CNY")
+            price = (format_price(item.price, currency) if item.price is not None
+                     else self.tr("no price"))
+            qty = f"  ×{item.qty}" if item.qty > 1 else ""
+            self.item_label.setText(f"{item.name or item.sku}   {price}{qty}")
 
     def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.LanguageChange:

@@ -37,6 +37,7 @@ class CashierCodeDialog(QDialog):
         self.title = QLabel(objectName="Title")
         self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.field = QLineEdit()
+        self.field.setProperty("keyboard", "none")  # the keypad is its own keyboard
         self.field.setEchoMode(QLineEdit.EchoMode.Password)
         self.field.setMaxLength(MAX_CODE)
         self.field.setValidator(QRegularExpressionValidator(

@@ -26,6 +26,7 @@ from kiosk.cashier_auth import MAX_CODE, CashierAuth, CodeFormatError, check_cod
 
 def _code_field() -> QLineEdit:
     field = QLineEdit()
+    field.setProperty("keyboard", "digits")
     field.setEchoMode(QLineEdit.EchoMode.Password)
     field.setMaxLength(MAX_CODE)
     field.setValidator(QRegularExpressionValidator(QRegularExpression(f"[0-9]{{0,{MAX_CODE}}}"),

@@ -54,6 +54,7 @@ class CorrectionDialog(QDialog):
         self.candidates.setSpacing(2)
         self.candidates.itemClicked.connect(self._on_pick)
         self.search = QLineEdit()
+        self.search.setProperty("keyboard", "search")
         self.search.setClearButtonEnabled(True)
         self._search_timer = QTimer(self, singleShot=True, interval=250)
         self._search_timer.timeout.connect(self.run_search)
@@ -62,7 +63,15 @@ class CorrectionDialog(QDialog):
         self.qty_label = QLabel()
         self.qty = QSpinBox()
         self.qty.setRange(1, 99)
-        self.qty.setMinimumWidth(140)
+        self.qty.setMinimumWidth(90)
+        self.qty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.qty.setProperty("keyboard", "digits")
+        # finger-sized − and + instead of a spin box's tiny arrows
+        self.qty.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)
+        self.qty_minus = QPushButton("−", objectName="QtyButton")
+        self.qty_minus.clicked.connect(self.qty.stepDown)
+        self.qty_plus = QPushButton("+", objectName="QtyButton")
+        self.qty_plus.clicked.connect(self.qty.stepUp)
         self.qty.setValue(getattr(item, "qty", 1) if item else 1)
         self.qty.valueChanged.connect(self._on_qty)
         self.remove_button = QPushButton(objectName="DangerButton")
@@ -79,7 +88,9 @@ class CorrectionDialog(QDialog):
         lay.addWidget(self.candidates, 1)
         row = QHBoxLayout()
         row.addWidget(self.qty_label)
+        row.addWidget(self.qty_minus)
         row.addWidget(self.qty)
+        row.addWidget(self.qty_plus)
         row.addStretch(1)
         row.addWidget(self.remove_button)
         row.addWidget(self.close_button)
@@ -101,9 +112,8 @@ class CorrectionDialog(QDialog):
         self.remove_button.setText(self.tr("Remove item"))
         self.close_button.setText(self.tr("Done"))
         self._update_current()
-        if hasattr(self, "_showing_search") and not self._showing_search:
-            item = self.controller.item(self.track_id)  # "match" texts in the new language
-            self._show_candidates(item.candidates if item else ())
+        if hasattr(self, "_showing_search"):  # the list's texts in the new language
+            self.run_search()
 
     def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.LanguageChange:
@@ -113,7 +123,8 @@ class CorrectionDialog(QDialog):
     def _update_current(self) -> None:
         item = self.controller.item(self.track_id)
         gone = item is None
-        for w in (self.candidates, self.search, self.qty, self.remove_button):
+        for w in (self.candidates, self.search, self.qty, self.qty_minus, self.qty_plus,
+                  self.remove_button):
             w.setEnabled(not gone)
         if gone:
             self.current.setText(self.tr("This item is no longer on the tray."))

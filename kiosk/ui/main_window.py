@@ -6,8 +6,10 @@ import logging
 import time
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QApplication,
+    QBoxLayout,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -73,6 +75,13 @@ class MainWindow(QMainWindow):
         self._error = ""
         self.frozen_warn_s = 8.0  # warn when the picture has not changed for this long
         self._frozen = False
+        ui = getattr(settings, "ui", None)
+        self.font_scale = float(getattr(ui, "font_scale", 1.0) or 1.0)
+        self.screen_inches = float(getattr(ui, "screen_inches", 15.6) or 15.6)
+        self.ui_scale = 0.0  # text scale applied for the current window size
+        self.touch = 0  # smallest touch target (px) for the current window size
+        self._scale_timer = QTimer(self, singleShot=True, interval=120)
+        self._scale_timer.timeout.connect(self.apply_scale)
 
         # header
         self.store_label = QLabel(objectName="Title")
@@ -103,6 +112,7 @@ class MainWindow(QMainWindow):
         self.attendant_bar.hide()
         self.banner = QLabel(objectName="Banner")
         self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.banner.setWordWrap(True)  # a long warning takes lines, never the window's width
         self.banner.hide()
 
         # shopper page
@@ -111,7 +121,7 @@ class MainWindow(QMainWindow):
         self.hint = QLabel(objectName="Hint")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.receipt = ReceiptPanel()
-        self.receipt.setMinimumWidth(430)
+        self.receipt.setMinimumWidth(360)
         self.receipt.finishClicked.connect(self.finish)
         self.receipt.lineClicked.connect(self._on_line)
         shopper = QWidget(objectName="ShopperPage")
@@ -122,6 +132,7 @@ class MainWindow(QMainWindow):
         row.setContentsMargins(12, 8, 12, 12)
         row.addLayout(left, 2)
         row.addWidget(self.receipt, 1)
+        self.shopper_row = row  # left to right; top to bottom on a portrait screen
 
         self.stack = QStackedWidget()
         self.stack.addWidget(shopper)
@@ -441,6 +452,47 @@ class MainWindow(QMainWindow):
         if s is not None and s.expired(self.clock()) and not (
                 self.staff_page is not None and self.staff_page.enrol.busy):
             self.leave_staff()
+
+    # ------------------------------------------------------------------ layout
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._scale_timer.start()
+        portrait = self.height() > self.width()
+        want = (QBoxLayout.Direction.TopToBottom if portrait
+                else QBoxLayout.Direction.LeftToRight)
+        if self.shopper_row.direction() != want:
+            self.shopper_row.setDirection(want)
+            self.shopper_row.setStretch(0, 3 if portrait else 2)
+            self.shopper_row.setStretch(1, 2 if portrait else 1)
+            self.receipt.setMinimumWidth(0 if portrait else 360)
+
+    def apply_scale(self) -> None:
+        """Text, buttons and touch targets follow the window (the kiosk's screen): the style
+        is re-applied when the size changes the scale."""
+        from .style import BASE_POINT_SIZE, apply_style, screen_scale, touch_px
+
+        app = QApplication.instance()
+        w, h = max(1, self.width()), max(1, self.height())
+        scale = screen_scale(w, h) * self.font_scale
+        touch = touch_px(w, h, self.screen_inches)
+        if abs(scale - self.ui_scale) < 0.03 and touch == self.touch:
+            return
+        self.ui_scale, self.touch = scale, touch
+        font = QFont(app.font())
+        font.setPointSizeF(BASE_POINT_SIZE * scale)
+        app.setFont(font)
+        apply_style(app, scale, touch)
+        self.receipt.set_row_height(touch + 4)
+
+    def show_fullscreen(self) -> None:
+        """Full screen with or without a window manager: without one Qt cannot ask for the
+        full-screen state, so the window is also given the screen's whole geometry."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is not None:
+            self.setGeometry(screen.geometry())
+        self.showFullScreen()
+        if screen is not None and self.geometry() != screen.geometry():
+            self.setGeometry(screen.geometry())
 
     # ------------------------------------------------------------------- close
     def lock_down(self) -> None:

@@ -136,6 +136,10 @@ class ReceiptPanel(QWidget):
                                       and not self._stale)
         self._update_count()
 
+    def set_row_height(self, px: int) -> None:
+        """Receipt lines are touch targets: at least ``px`` high."""
+        self.table.verticalHeader().setDefaultSectionSize(max(52, int(px)))
+
     def _on_cell(self, row: int, _col: int) -> None:
         item = self.table.item(row, 0)
         sku = item.data(Qt.ItemDataRole.UserRole) if item is not None else None

@@ -15,6 +15,7 @@ UNPRICED = QColor(200, 40, 40)
 MANUAL = QColor(40, 110, 220)  # set by barcode or by the cashier
 ACCENT = "#e4572e"
 TOUCH_MIN = 56  # px: smallest touch target
+TOUCH_MM = 10.0  # mm: smallest touch target on the configured screen
 
 BASE_POINT_SIZE = 13
 
@@ -35,7 +36,15 @@ QPushButton#FinishButton:disabled { background: #f0b4a4; }
 QPushButton#PrimaryButton { background: #1f6feb; color: white; border: none; font-weight: bold; }
 QPushButton#PrimaryButton:disabled { background: #a9c4f5; }
 QPushButton#DangerButton { background: #ffffff; color: #c62828; border: 1px solid #c62828; }
-QPushButton#SmallButton { min-height: 44px; padding: 2px 12px; font-size: %(small)dpt; }
+QPushButton#SmallButton {
+    min-height: %(touch)dpx; min-width: %(touch)dpx; padding: 2px 14px; font-size: %(btn)dpt;
+}
+QPushButton#KeyboardKey {
+    min-width: 0; padding: 0; font-size: %(btn)dpt; border-radius: 8px; background: #ffffff;
+}
+QWidget#TouchKeyboard { background: #d5d9e0; border-top: 1px solid #aab0ba; }
+QPushButton#QtyButton { min-width: %(touch)dpx; min-height: %(touch)dpx; font-size: %(big)dpt;
+    padding: 0; }
 QPushButton#KeypadButton, QPushButton#KeypadOk {
     min-height: 72px; min-width: 96px; font-size: %(big)dpt;
 }
@@ -44,6 +53,7 @@ QPushButton#KeypadOk:disabled { background: #a9c4ee; color: #eef3fb; }
 QLabel#TotalLabel { font-size: %(huge)dpt; font-weight: bold; color: #111; }
 QLabel#TotalCaption { font-size: %(btn)dpt; color: #555; }
 QLabel#Title { font-size: %(big)dpt; font-weight: bold; }
+QLabel#ItemName { font-size: %(big)dpt; color: #0b3d91; }
 QLabel#Hint { font-size: %(btn)dpt; color: #444; }
 QLabel#CashierNotice {
     background: #fff3cd; color: #7a4b00; border-radius: 8px; padding: 8px; font-size: %(btn)dpt;
@@ -59,10 +69,10 @@ QLabel#Hint[level="call"] {
 }
 QPushButton#CallButton { font-size: %(btn)dpt; padding: 0 18px; }
 QLineEdit, QSpinBox, QComboBox {
-    min-height: 48px; font-size: %(btn)dpt; padding: 0 8px; border: 1px solid #c9ced6;
+    min-height: %(field)dpx; font-size: %(btn)dpt; padding: 0 8px; border: 1px solid #c9ced6;
     border-radius: 8px; background: white;
 }
-QSpinBox::up-button, QSpinBox::down-button { width: 40px; }
+QSpinBox::up-button, QSpinBox::down-button { width: %(touch)dpx; }
 QSpinBox { min-width: 120px; }
 QRadioButton, QCheckBox { font-size: %(btn)dpt; spacing: 12px; }
 QRadioButton::indicator, QCheckBox::indicator { width: 26px; height: 26px; }
@@ -72,7 +82,7 @@ QTableWidget, QListWidget {
 }
 QTableWidget::item { padding: 0 6px; }
 QHeaderView::section { background: #eceef1; border: none; padding: 6px; font-size: %(small)dpt; }
-QTabBar::tab { min-height: 48px; padding: 4px 22px; font-size: %(btn)dpt; }
+QTabBar::tab { min-height: %(touch)dpx; padding: 4px 22px; font-size: %(btn)dpt; }
 QTabBar::tab:selected { background: white; font-weight: bold; }
 """
 
@@ -94,10 +104,30 @@ def install_font(app: QApplication, scale: float = 1.0) -> str | None:
     return family
 
 
-def apply_style(app: QApplication, scale: float = 1.0) -> None:
+def touch_px(width: int, height: int, screen_inches: float = 15.6, mm: float = TOUCH_MM) -> int:
+    """``mm`` millimetres in pixels on a screen of ``width`` x ``height`` pixels and
+    ``screen_inches`` diagonal (the kiosk's window is its screen), never below TOUCH_MIN."""
+    import math
+
+    per_mm = math.hypot(width, height) / (float(screen_inches) * 25.4)
+    return max(TOUCH_MIN, math.ceil(mm * per_mm))
+
+
+def screen_scale(width: int, height: int) -> float:
+    """Text and controls grow with the screen: 1.0 on the 1280x800 design size (either way
+    round), up to 2.2 on large screens, never below 0.9."""
+    long, short = max(width, height), min(width, height)
+    return max(0.9, min(2.2, min(long / 1280.0, short / 800.0)))
+
+
+def apply_style(app: QApplication, scale: float = 1.0, touch: int | None = None) -> None:
+    """The style sheet for text ``scale`` and a smallest touch target of ``touch`` px."""
     s = max(0.5, float(scale or 1.0))
+    t = int(touch) if touch else round(TOUCH_MIN * min(s, 1.5))
     app.setStyle("Fusion")
     app.setStyleSheet(STYLE_SHEET % {
-        "touch": round(TOUCH_MIN * min(s, 1.5)), "accent": ACCENT,
+        "touch": t, "field": t, "accent": ACCENT,
         "small": round(12 * s), "btn": round(15 * s), "big": round(22 * s),
         "huge": round(34 * s)})
+    app.setProperty("kioskTouchPx", t)
+    app.setProperty("kioskScale", s)
