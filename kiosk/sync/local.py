@@ -1,0 +1,308 @@
+"""The kiosk's side of store sync, in its own SQLite catalogue (no Qt, no psycopg).
+
+Catalogue migration 8 (:func:`migrate_local`, registered in :data:`kiosk.catalog.MIGRATIONS` as
+``_m008_sync``) adds:
+
+``sync_state``
+    one row: this kiosk's id (a UUID made when the catalogue was migrated), its name, whether
+    it is joined to a store server (``enabled``), the server's store id, the last server change
+    number applied here (``last_change_no``), and ``applying`` (1 only inside the transaction
+    that applies pulled changes, so that they are not sent back).
+``sync_outbox``
+    what the server has not had yet, in the order it happened: one row per change, each with
+    its own UUID (the server applies a UUID once).  Rows are written by triggers in the same
+    SQLite transaction as the change itself, so a change and its outbox row land together or
+    not at all, whichever code path made the change.  Product edits carry the values before and
+    after (``payload``); sales, corrections, audit rows, calls and gallery vectors refer to the
+    row, which is read when it is pushed (those rows do not change, or only forwards).
+``sync_ids``
+    the UUID of each local sale, correction, audit row and call (so a row re-sent after a crash
+    is recognised by the server).
+``sync_views``
+    the UUID of each gallery view (a gallery file of a product; one view may have vectors of
+    several models), ``pushed`` once the server has its picture; ``pending`` views were pulled
+    without a vector of this kiosk's model (embedded here when the engine can).
+``sync_pending_vectors``
+    for pending views: the vector when one of this kiosk's model arrives later.
+``store_calls``
+    the store's calls for the cashier as last pulled (every kiosk's).
+
+The triggers only write while ``enabled = 1``: a kiosk without a server keeps no outbox and
+works exactly as before.  Joining a store (:func:`join`) gives the existing history its UUIDs
+and queues it once.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid as _uuid
+from typing import Any, Iterator
+
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+# a random (version 4) UUID in SQL
+UUID_SQL = ("(lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || "
+            "substr(lower(hex(randomblob(2))), 2) || '-' || "
+            "substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(2))), 2) "
+            "|| '-' || lower(hex(randomblob(6))))")
+_ON = "(SELECT enabled = 1 AND applying = 0 FROM sync_state WHERE id = 1)"
+
+
+def _product_json(row: str) -> str:
+    return (f"json_object('sku', {row}.sku, 'name', {row}.name, 'price', {row}.price, "
+            f"'currency', {row}.currency, 'barcode', {row}.barcode, 'active', {row}.active)")
+
+
+def _outbox(kind: str, ref: str, payload: str = "NULL") -> str:
+    return (f"INSERT INTO sync_outbox (uuid, kind, ref, payload) VALUES ({UUID_SQL}, '{kind}', "
+            f"{ref}, {payload});")
+
+
+def _ids(table: str) -> str:
+    return (f"INSERT OR IGNORE INTO sync_ids (tbl, local_id, uuid) VALUES ('{table}', NEW.id, "
+            f"{UUID_SQL});")
+
+
+def migrate_local(db) -> None:
+    """Catalogue migration 8 (never change it once released: add a new migration instead)."""
+    db.executescript(
+        f"""
+        CREATE TABLE sync_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            kiosk_id TEXT NOT NULL,
+            kiosk_name TEXT,
+            enabled INTEGER NOT NULL DEFAULT 0 CHECK (enabled IN (0, 1)),
+            applying INTEGER NOT NULL DEFAULT 0 CHECK (applying IN (0, 1)),
+            store_id TEXT,
+            last_change_no INTEGER NOT NULL DEFAULT 0,
+            joined_at TEXT,
+            last_push_at TEXT,
+            last_pull_at TEXT,
+            last_error TEXT
+        );
+        INSERT INTO sync_state (id, kiosk_id) VALUES (1, {UUID_SQL});
+        CREATE TABLE sync_outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            uuid TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            ref TEXT,
+            payload TEXT,
+            created_at TEXT NOT NULL DEFAULT ({_NOW})
+        );
+        CREATE TABLE sync_ids (
+            tbl TEXT NOT NULL,
+            local_id INTEGER NOT NULL,
+            uuid TEXT NOT NULL UNIQUE,
+            PRIMARY KEY (tbl, local_id)
+        );
+        CREATE TABLE sync_views (
+            uuid TEXT PRIMARY KEY,
+            sku TEXT NOT NULL,
+            file TEXT NOT NULL,
+            pushed INTEGER NOT NULL DEFAULT 0,
+            pending INTEGER NOT NULL DEFAULT 0,
+            kind TEXT NOT NULL DEFAULT 'enrol',
+            copy_of TEXT,
+            UNIQUE (sku, file)
+        );
+        CREATE TABLE sync_pending_vectors (
+            uuid TEXT PRIMARY KEY REFERENCES sync_views(uuid) ON DELETE CASCADE,
+            model_id TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL
+        );
+        CREATE TABLE store_calls (
+            uuid TEXT PRIMARY KEY,
+            kiosk_id TEXT NOT NULL,
+            kiosk_name TEXT,
+            local_id INTEGER,
+            reason TEXT NOT NULL,
+            detail TEXT,
+            opened_at TEXT NOT NULL,
+            resolved_at TEXT,
+            resolved_by TEXT,
+            resolution TEXT,
+            change_no INTEGER
+        );
+        CREATE INDEX store_calls_open ON store_calls(resolved_at);
+
+        CREATE TRIGGER sync_products_ai AFTER INSERT ON products WHEN {_ON}
+        BEGIN
+            {_outbox('product', 'NEW.sku', f"json_object('before', NULL, 'after', json({_product_json('NEW')}))")}
+        END;
+        CREATE TRIGGER sync_products_au AFTER UPDATE ON products WHEN {_ON} AND (
+            OLD.name IS NOT NEW.name OR OLD.price IS NOT NEW.price OR
+            OLD.currency IS NOT NEW.currency OR OLD.barcode IS NOT NEW.barcode OR
+            OLD.active IS NOT NEW.active)
+        BEGIN
+            {_outbox('product', 'NEW.sku', f"json_object('before', json({_product_json('OLD')}), 'after', json({_product_json('NEW')}))")}
+        END;
+        CREATE TRIGGER sync_products_ad AFTER DELETE ON products WHEN {_ON}
+        BEGIN
+            {_outbox('product', 'OLD.sku', f"json_object('before', json({_product_json('OLD')}), 'after', NULL)")}
+        END;
+
+        CREATE TRIGGER sync_transactions_ai AFTER INSERT ON transactions WHEN {_ON}
+        BEGIN
+            {_ids('transactions')}
+            {_outbox('sale', 'NEW.id')}
+        END;
+        CREATE TRIGGER sync_corrections_ai AFTER INSERT ON corrections WHEN {_ON}
+        BEGIN
+            {_ids('corrections')}
+            {_outbox('correction', 'NEW.id')}
+        END;
+        CREATE TRIGGER sync_corrections_au AFTER UPDATE OF transaction_id ON corrections
+        WHEN {_ON} AND NEW.transaction_id IS NOT OLD.transaction_id
+        BEGIN
+            {_ids('corrections')}
+            {_outbox('correction', 'NEW.id')}
+        END;
+        CREATE TRIGGER sync_audit_ai AFTER INSERT ON audit WHEN {_ON}
+        BEGIN
+            {_ids('audit')}
+            {_outbox('audit', 'NEW.id')}
+        END;
+        CREATE TRIGGER sync_calls_ai AFTER INSERT ON calls WHEN {_ON}
+        BEGIN
+            {_ids('calls')}
+            {_outbox('call', 'NEW.id')}
+        END;
+        CREATE TRIGGER sync_calls_au AFTER UPDATE OF resolved_at ON calls
+        WHEN {_ON} AND NEW.resolved_at IS NOT NULL AND OLD.resolved_at IS NULL
+        BEGIN
+            {_ids('calls')}
+            {_outbox('call', 'NEW.id')}
+        END;
+        CREATE TRIGGER sync_cashiers_ai AFTER INSERT ON cashiers WHEN {_ON}
+        BEGIN
+            {_outbox('cashier', 'NEW.id')}
+        END;
+        CREATE TRIGGER sync_cashiers_au AFTER UPDATE ON cashiers WHEN {_ON}
+        BEGIN
+            {_outbox('cashier', 'NEW.id')}
+        END;
+
+        -- a gallery row is one model's vector of a view (sku, file): a new view gets its UUID
+        CREATE TRIGGER sync_gallery_ai AFTER INSERT ON gallery_images WHEN {_ON}
+        BEGIN
+            INSERT OR IGNORE INTO sync_views (uuid, sku, file) VALUES ({UUID_SQL}, NEW.sku, NEW.file);
+            {_outbox('vector', 'NEW.id')}
+        END;
+        -- the last row of a view gone: the view is gone (a tombstone for the store)
+        CREATE TRIGGER sync_gallery_ad AFTER DELETE ON gallery_images
+        WHEN NOT EXISTS (SELECT 1 FROM gallery_images WHERE sku = OLD.sku AND file = OLD.file)
+        BEGIN
+            INSERT INTO sync_outbox (uuid, kind, ref)
+                SELECT {UUID_SQL}, 'view_delete', v.uuid FROM sync_views v
+                WHERE v.sku = OLD.sku AND v.file = OLD.file AND v.pending = 0 AND {_ON};
+            DELETE FROM sync_views WHERE sku = OLD.sku AND file = OLD.file AND pending = 0;
+        END;
+        -- a product gone: its views waiting for a vector go with it
+        CREATE TRIGGER sync_products_ad_views AFTER DELETE ON products
+        BEGIN
+            DELETE FROM sync_views WHERE sku = OLD.sku AND pending = 1;
+        END;
+        """
+    )
+
+
+# --------------------------------------------------------------------------------- state
+
+
+def state(catalog) -> dict[str, Any]:
+    """The ``sync_state`` row plus ``pending`` (outbox rows) and ``oldest_pending`` (time)."""
+    row = catalog._query("SELECT * FROM sync_state WHERE id = 1")[0]
+    n, oldest = catalog._rows("SELECT COUNT(*), MIN(created_at) FROM sync_outbox")[0]
+    row["pending"], row["oldest_pending"] = n, oldest
+    return row
+
+
+def enabled(catalog) -> bool:
+    return bool(catalog._rows("SELECT enabled FROM sync_state WHERE id = 1")[0][0])
+
+
+@contextlib.contextmanager
+def applying(catalog) -> Iterator[None]:
+    """One catalogue transaction whose changes come from the server: the triggers write no
+    outbox rows for them.  The flag is set and cleared inside the transaction, so no other
+    connection ever sees it set."""
+    with catalog.transaction():
+        catalog.conn.execute("UPDATE sync_state SET applying = 1 WHERE id = 1")
+        yield
+        catalog.conn.execute("UPDATE sync_state SET applying = 0 WHERE id = 1")
+
+
+def new_uuid() -> str:
+    return str(_uuid.uuid4())
+
+
+def join(catalog, *, store_id: str, kiosk_name: str, server_skus: set[str]) -> dict[str, int]:
+    """Join the store ``store_id``: switch the outbox on and queue what the server has not had.
+
+    Products the server already has are the store's (its version comes with the next pull);
+    this kiosk's other products are sent with their gallery views.  The kiosk's history (sales,
+    corrections, audit rows, calls) is sent once, each row under its own new UUID.  Joining a
+    different store (the server was replaced) starts the pull from the beginning.  Returns what
+    was queued."""
+    queued: dict[str, int] = {}
+    with catalog.transaction():
+        st = catalog._query("SELECT * FROM sync_state WHERE id = 1")[0]
+        if st["enabled"] and st["store_id"] == store_id:
+            catalog.conn.execute("UPDATE sync_state SET kiosk_name = ? WHERE id = 1", (kiosk_name,))
+            return queued
+        c = catalog.conn
+        c.execute("UPDATE sync_state SET enabled = 0, store_id = ?, kiosk_name = ?, "
+                  f"last_change_no = 0, joined_at = {_NOW} WHERE id = 1", (store_id, kiosk_name))
+        c.execute("DELETE FROM sync_outbox")
+        c.execute("DELETE FROM store_calls")
+        for table in ("transactions", "corrections", "audit", "calls"):
+            c.execute(f"INSERT OR IGNORE INTO sync_ids (tbl, local_id, uuid) "
+                      f"SELECT '{table}', id, {UUID_SQL} FROM {table}")
+        local = [r[0] for r in c.execute("SELECT sku FROM products ORDER BY sku")]
+        own = [s for s in local if s not in server_skus]
+        for sku in own:
+            c.execute(f"INSERT INTO sync_outbox (uuid, kind, ref, payload) SELECT {UUID_SQL}, "
+                      f"'product', sku, json_object('before', NULL, 'after', "
+                      f"json({_product_json('products')}), 'join', 1) FROM products WHERE sku = ?",
+                      (sku,))
+        queued["products"] = len(own)
+        c.execute(f"INSERT OR IGNORE INTO sync_views (uuid, sku, file) "
+                  f"SELECT {UUID_SQL}, sku, file FROM gallery_images GROUP BY sku, file")
+        c.execute("UPDATE sync_views SET pushed = 0")
+        n = 0
+        for sku in own:
+            n += c.execute(f"INSERT INTO sync_outbox (uuid, kind, ref) SELECT {UUID_SQL}, "
+                           "'vector', id FROM gallery_images WHERE sku = ? ORDER BY id",
+                           (sku,)).rowcount
+        queued["vectors"] = n
+        for table, kind in (("calls", "call"), ("corrections", "correction"),
+                            ("transactions", "sale"), ("audit", "audit")):
+            queued[kind] = c.execute(
+                f"INSERT INTO sync_outbox (uuid, kind, ref) SELECT {UUID_SQL}, '{kind}', id "
+                f"FROM {table} ORDER BY id").rowcount
+        queued["cashier"] = c.execute(
+            f"INSERT INTO sync_outbox (uuid, kind, ref) SELECT {UUID_SQL}, 'cashier', id "
+            "FROM cashiers ORDER BY id").rowcount
+        c.execute("UPDATE sync_state SET enabled = 1 WHERE id = 1")
+    return queued
+
+
+def leave(catalog) -> None:
+    """Stop syncing (the outbox is kept for a later join to the same store)."""
+    with catalog.transaction():
+        catalog.conn.execute("UPDATE sync_state SET enabled = 0 WHERE id = 1")
+
+
+def outbox(catalog, limit: int = 200) -> list[dict[str, Any]]:
+    rows = catalog._query("SELECT * FROM sync_outbox ORDER BY seq LIMIT ?", (int(limit),))
+    for r in rows:
+        r["payload"] = json.loads(r["payload"]) if r["payload"] else None
+    return rows
+
+
+def uuid_of(catalog, table: str, local_id: int | None) -> str | None:
+    if local_id is None:
+        return None
+    rows = catalog._rows("SELECT uuid FROM sync_ids WHERE tbl = ? AND local_id = ?",
+                         (table, int(local_id)))
+    return rows[0][0] if rows else None
