@@ -31,10 +31,12 @@ def checkout_session(engine, settings: Settings | None = None, **overrides):
     """A :class:`kiosk.session.CheckoutSession` on ``engine`` wired as the kiosk runs it: its
     calls for the cashier stored in the catalogue and published on a
     :class:`kiosk.calls.CallBoard` (``session.calls``), cashier badges shown to the camera
-    checked against the catalogue's cashier accounts, and the ``[recognition]``,
-    ``[checkout]`` and ``[cashier]`` settings.  ``overrides``: keyword arguments of the session
-    (tests: e.g. a shorter ``settle_ms``)."""
+    checked against the catalogue's cashier accounts, every answer learned as the
+    ``[learning]`` settings say (:class:`kiosk.learn.Learner` as ``on_answer``), and the
+    ``[recognition]``, ``[checkout]`` and ``[cashier]`` settings.  ``overrides``: keyword
+    arguments of the session (tests: e.g. a shorter ``settle_ms``)."""
     from .calls import CallBoard
+    from .learn import learner_for
     from .session import CheckoutSession
 
     settings = settings if settings is not None else Settings()
@@ -48,6 +50,9 @@ def checkout_session(engine, settings: Settings | None = None, **overrides):
         shopper_same_price_choice=bool(settings.cashier.shopper_same_price_choice),
         calls=CallBoard(engine.catalog),
         badge_lookup=auth.verify_badge,
+        on_answer=learner_for(engine, settings, background=True),
+        # an unsure item gets its new views embedded and fused (never a narrower band)
+        fuse_margin=max(0.03, float(engine.decider.unsure_margin)),
     )
     kw.update(overrides)
     return CheckoutSession(engine, **kw)

@@ -186,6 +186,11 @@ def _stage(db_path: Path, stage: Path) -> dict[str, Any]:
             dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
             facts = _db_facts(dst)
             stored = [r[0] for r in dst.execute("SELECT DISTINCT file FROM gallery_images ORDER BY file")]
+            if dst.execute("SELECT 1 FROM sqlite_master WHERE name = 'learned_views'").fetchone():
+                # the learned views' own pictures (kiosk.learn): also those not in the gallery
+                stored += [r[0] for r in dst.execute(
+                    "SELECT DISTINCT picture FROM learned_views WHERE status IN "
+                    "('pending', 'approved', 'undone') ORDER BY picture")]
         finally:
             dst.close()
     finally:

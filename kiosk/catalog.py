@@ -235,6 +235,64 @@ def _m006_cashiers_and_calls(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m007_learned_views(db: sqlite_utils.Database) -> None:
+    """Views the kiosk learned from its own camera (see :mod:`kiosk.learn`), and which gallery
+    files are one view (an item stored as cut and half-turned is one view).
+
+    ``gallery_views`` maps a gallery file to the file of its view (itself, or the view it is a
+    half-turned copy of); files without a row are a view of their own.  Filled from the pack
+    text's ``source`` where that was read.  ``learned_views``: one row per cut-out learned (or
+    waiting for approval): ``picture`` the cut-out as seen (lossless), ``file`` and
+    ``turned_file`` its gallery files (as cut and half-turned) while it is in the gallery; where
+    it came from (a cashier's answer, a shopper's choice, a barcode read on the item, a paid
+    item), who (``actor``: the cashier's id), and its status:
+    ``pending`` (waiting in the staff queue, not searchable), ``approved`` (in the gallery),
+    ``undone`` (taken out by staff, the picture kept), ``evicted`` (taken out to keep the
+    product's view budget, the picture deleted), ``purged`` (taken out and the picture deleted
+    by staff)."""
+    db.executescript(
+        f"""
+        CREATE TABLE gallery_views (
+            sku TEXT NOT NULL REFERENCES products(sku) ON DELETE CASCADE ON UPDATE CASCADE,
+            file TEXT NOT NULL,
+            view TEXT NOT NULL,
+            PRIMARY KEY (sku, file)
+        );
+        INSERT OR IGNORE INTO gallery_views (sku, file, view)
+            SELECT sku, file, MIN(source) FROM gallery_text GROUP BY sku, file;
+        CREATE TABLE learned_views (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sku TEXT NOT NULL REFERENCES products(sku) ON DELETE CASCADE ON UPDATE CASCADE,
+            picture TEXT NOT NULL,
+            file TEXT,
+            turned_file TEXT,
+            source TEXT NOT NULL CHECK (source IN ('cashier', 'shopper', 'barcode', 'paid')),
+            actor TEXT,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'undone', 'evicted',
+                                                   'purged')),
+            decided_sku TEXT,
+            score REAL,
+            margin REAL,
+            created_at TEXT NOT NULL DEFAULT ({_NOW}),
+            created_t REAL NOT NULL,
+            reviewed_at TEXT,
+            reviewed_by TEXT
+        );
+        CREATE INDEX learned_views_sku ON learned_views(sku, status);
+        CREATE INDEX learned_views_actor ON learned_views(actor, sku, created_t);
+        """
+    )
+
+
+def _m008_sync(db: sqlite_utils.Database) -> None:
+    """Store sync (:mod:`kiosk.sync.local`): this kiosk's id, the outbox (written by triggers in
+    the transaction of each change, only once the kiosk has joined a store server), UUIDs of
+    sales, corrections, audit rows, calls and gallery views, the store's calls."""
+    from kiosk.sync.local import migrate_local
+
+    migrate_local(db)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_initial,
     _m002_staff_auth,
@@ -242,6 +300,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m004_audit,
     _m005_gallery_text,
     _m006_cashiers_and_calls,
+    _m007_learned_views,
+    _m008_sync,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -1114,6 +1174,97 @@ class Catalog:
         """Calls for the cashier, newest first."""
         where = "WHERE resolved_at IS NULL" if open_only else ""
         return self._query(f"SELECT * FROM calls {where} ORDER BY id DESC LIMIT ?", (int(limit),))
+
+    # -- views of a gallery image, learned views (kiosk.learn) --------------------------------
+
+    def set_gallery_views(self, sku: str, rows: Sequence[tuple[str, str]]) -> None:
+        """Record which view each gallery file of ``sku`` is: rows of (file, view file)."""
+        rows = [(sku, str(f), str(v)) for f, v in rows]
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO gallery_views (sku, file, view) VALUES (?, ?, ?)", rows)
+
+    def gallery_view_of(self, model_id: str, ids: Iterable[int] | None = None
+                        ) -> dict[int, str]:
+        """Gallery row id -> its view (the view's file; a file with no recorded view is its
+        own), for ``model_id``'s rows of active products (only rows ``ids`` when given)."""
+        sql = ("SELECT g.id, COALESCE(v.view, g.file) FROM gallery_images g "
+               "JOIN products p ON p.sku = g.sku AND p.active = 1 "
+               "LEFT JOIN gallery_views v ON v.sku = g.sku AND v.file = g.file "
+               "WHERE g.model_id = ?")
+        if ids is None:
+            return {int(i): str(v) for i, v in self._rows(sql, (model_id,))}
+        ids = [int(i) for i in ids]
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            out.update((int(i), str(v)) for i, v in self._rows(
+                sql + f" AND g.id IN ({','.join('?' * len(chunk))})", (model_id, *chunk)))
+        return out
+
+    def gallery_ids_for_files(self, sku: str, files: Iterable[str]) -> list[int]:
+        """Gallery row ids (every model) of ``sku`` stored under ``files``."""
+        files = [str(f) for f in files if f]
+        if not files:
+            return []
+        marks = ",".join("?" * len(files))
+        return [r[0] for r in self._rows(
+            f"SELECT id FROM gallery_images WHERE sku = ? AND file IN ({marks}) ORDER BY id",
+            (sku, *files))]
+
+    def add_learned_view(self, sku: str, picture: str, *, source: str, status: str,
+                         created_t: float, file: str | None = None,
+                         turned_file: str | None = None,
+                         actor: str | None = None, decided_sku: str | None = None,
+                         score: float | None = None, margin: float | None = None) -> int:
+        with self.transaction():
+            self._require(sku)
+            return self.conn.execute(
+                "INSERT INTO learned_views (sku, picture, file, turned_file, source, actor, "
+                "status, decided_sku, score, margin, created_t) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (sku, str(picture), file, turned_file, source, actor, status, decided_sku,
+                 None if score is None else float(score),
+                 None if margin is None or not np.isfinite(margin) else float(margin),
+                 float(created_t))).lastrowid
+
+    def update_learned_view(self, view_id: int, **fields: Any) -> None:
+        allowed = {"status", "file", "turned_file", "reviewed_by"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"cannot change {', '.join(sorted(bad))} of a learned view")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction():
+            self.conn.execute(f"UPDATE learned_views SET {sets}, reviewed_at = {_NOW} "
+                              "WHERE id = ?", (*fields.values(), int(view_id)))
+
+    def get_learned_view(self, view_id: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM learned_views WHERE id = ?", (int(view_id),))
+        return rows[0] if rows else None
+
+    def learned_views(self, sku: str | None = None, status: str | Sequence[str] | None = None,
+                      limit: int | None = None) -> list[dict[str, Any]]:
+        """Learned views, newest first (``status``: one or several)."""
+        clauses, params = [], []
+        if sku is not None:
+            clauses.append("sku = ?")
+            params.append(sku)
+        if status is not None:
+            status = [status] if isinstance(status, str) else list(status)
+            clauses.append(f"status IN ({','.join('?' * len(status))})")
+            params.extend(status)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        sql = f"SELECT * FROM learned_views {where} ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return self._query(sql, params)
+
+    def count_learned_since(self, sku: str, actor: str | None, since_t: float) -> int:
+        """Views of ``sku`` learned (or queued) from ``actor``'s answers since ``since_t``."""
+        return self._rows(
+            "SELECT COUNT(*) FROM learned_views WHERE sku = ? AND actor IS ? AND created_t >= ?",
+            (sku, actor, float(since_t)))[0][0]
 
     # -- audit log ----------------------------------------------------------------------------
 

@@ -25,15 +25,37 @@ def _demo_db() -> Path:
     return data_dir() / "demo" / "catalog.db"
 
 
-def resolve_db(arg: str | None, embedder=None) -> Path:
-    """--db, else $KIOSK_DB, else the store catalogue if it exists, else the demo catalogue
-    (built on first use, with ``embedder`` when given)."""
+# set by main() while a command (not the window) runs: the settings file it read
+_CONTEXT: dict = {"settings": None}
+
+
+def _existing(db: Path, where: str) -> Path:
+    """``db`` when it is a catalogue file; else the one-line error naming it."""
+    if db.is_dir():
+        raise CliError(f"{db} ({where}) is a folder, not a catalogue file")
+    if not db.exists():
+        raise CliError(f"{db} ({where}): no such catalogue (create one with `kiosk gallery "
+                       "import`, or check the path)")
+    return db
+
+
+def resolve_db(arg: str | None, embedder=None, *, must_exist: bool = False,
+               progress=None) -> Path:
+    """--db, else the settings file's ``[paths] db`` (while a command runs), else $KIOSK_DB,
+    else the store catalogue if it exists, else the demo catalogue (built on first use, with
+    ``embedder`` when given).  ``must_exist``: a catalogue named by --db, the settings or
+    $KIOSK_DB that does not exist is a :class:`CliError` (for commands that never create
+    one)."""
     from .paths import default_db_path
 
-    if arg:
-        return Path(arg)
-    if os.environ.get("KIOSK_DB"):
-        return Path(os.environ["KIOSK_DB"])
+    settings = _CONTEXT["settings"]
+    named = [(arg, "--db")]
+    if settings is not None and settings.paths.db:
+        named.append((str(settings.db_path()), "[paths] db of the settings"))
+    named.append((os.environ.get("KIOSK_DB"), "$KIOSK_DB"))
+    for value, where in named:
+        if value:
+            return _existing(Path(value), where) if must_exist else Path(value)
     if default_db_path().exists():
         return default_db_path()
     db = _demo_db()
@@ -41,8 +63,56 @@ def resolve_db(arg: str | None, embedder=None) -> Path:
         from .demo_catalog import build_demo_catalog
 
         print(f"no catalogue yet: using the built-in demo catalogue at {db}", file=sys.stderr)
-        build_demo_catalog(db, embedder=embedder)
+        build_demo_catalog(db, embedder=embedder, progress=progress)
     return db
+
+
+def _store_db(args) -> Path:
+    """The catalogue a command that may create one writes to: --db, else the settings
+    file's ``[paths] db``, else $KIOSK_DB, else the store catalogue (never the demo)."""
+    from .paths import default_db_path
+
+    if getattr(args, "db", None):
+        return Path(args.db)
+    settings = _CONTEXT["settings"]
+    if settings is not None and settings.paths.db:
+        return settings.db_path()
+    if os.environ.get("KIOSK_DB"):
+        return Path(os.environ["KIOSK_DB"])
+    return default_db_path()
+
+
+def _load_settings(path: str | None, *, strict: bool = True):
+    """The settings file (``--settings``, else DATA_DIR/settings.toml); its ``[paths]
+    data_dir`` becomes the data folder of this run.  A bad file is a :class:`CliError`
+    (``strict``) or a warning."""
+    from .settings import SettingsError, load_settings
+
+    try:
+        if path and not Path(path).is_file():
+            raise SettingsError(f"{path}: no such settings file")
+        settings = load_settings(path)
+    except SettingsError as exc:
+        if strict:
+            raise CliError(str(exc)) from None
+        print(f"kiosk: warning: settings not used: {exc}", file=sys.stderr)
+        return None
+    if settings.paths.data_dir:
+        os.environ["KIOSK_DATA_DIR"] = str(settings.data_dir().resolve())
+    return settings
+
+
+def _stdout_closed() -> bool:
+    """Has the reader of standard output gone away (a pipe with no reader left)?"""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poll = select.poll()
+        poll.register(fd, select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _fd, ev in poll.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return True  # cannot tell: it was a write that failed
 
 
 def _progress(label: str):
@@ -101,7 +171,7 @@ def cmd_gallery_import(args) -> int:
     if not entries and not products:
         raise CliError(f"{src}: nothing to import: no images {'found' if src.is_dir() else 'listed'}")
     embedder = load_embedder(args.model)
-    db = Path(args.db)
+    db = _store_db(args)  # may not exist yet: importing creates the store catalogue
     catalog = Catalog(db)
     copy_to = None if args.no_copy else db.parent / "gallery"
     show = _progress("import")
@@ -125,7 +195,9 @@ def cmd_gallery_add(args) -> int:
     from .text import make_text_reader
 
     # the new views' pack text is read as a staff enrolment in the window reads it
-    engine = Engine.open(Path(args.db), text_reader=make_text_reader(), text_backfill_limit=0)
+    # the store catalogue (created by a first product); a --db that is not there is a typo
+    db = _existing(_store_db(args), "--db") if args.db else _store_db(args)
+    engine = Engine.open(db, text_reader=make_text_reader(), text_backfill_limit=0)
     try:
         images = [load_image(Path(p)) for p in args.images]
         cat = engine.catalog
@@ -151,7 +223,7 @@ def cmd_read_text(args) -> int:
     from .engine import Engine
     from .text import TextReader
 
-    db = resolve_db(args.db)
+    db = resolve_db(args.db, must_exist=True)
     engine = Engine.open(db, text_reader=TextReader(), text_backfill_limit=0)
     try:
         todo = engine.catalog.files_without_words(engine.text_reader.reader_id)
@@ -166,7 +238,7 @@ def cmd_read_text(args) -> int:
 def cmd_gallery_remove(args) -> int:
     from .engine import Engine
 
-    engine = Engine.open(Path(args.db))
+    engine = Engine.open(_existing(_store_db(args), "--db" if args.db else "the catalogue"))
     try:
         n = engine.remove_product(args.sku, role="cli")
     except KeyError as exc:
@@ -181,7 +253,7 @@ def cmd_gallery_list(args) -> int:
     from .catalog import Catalog
     from .money import format_price
 
-    cat = Catalog(Path(args.db))
+    cat = Catalog(resolve_db(args.db, must_exist=True))
     rows = []
     counts = cat.gallery_counts()
     for p in cat.list_products(active_only=False):
@@ -202,7 +274,8 @@ def cmd_backup(args) -> int:
     from .backup import BackupError, backup
 
     try:
-        manifest = backup(Path(args.db), Path(args.dest), role="cli")
+        manifest = backup(_existing(_store_db(args), "--db" if args.db else "the catalogue"),
+                          Path(args.dest), role="cli")
     except BackupError as exc:
         raise CliError(str(exc)) from None
     if args.json:
@@ -225,14 +298,14 @@ def cmd_restore(args) -> int:
     from .backup import BackupError, restore
 
     try:
-        report = restore(Path(args.src), Path(args.db), role="cli")
+        report = restore(Path(args.src), _store_db(args), role="cli")
     except BackupError as exc:
         raise CliError(str(exc)) from None
     if args.json:
         _print_json(report)
         return 0
     counts = report["counts"]
-    print(f"restored {args.src} (made {report['created_at']}) into {args.db}: "
+    print(f"restored {args.src} (made {report['created_at']}) into {_store_db(args)}: "
           f"{counts.get('products', 0)} products, {counts.get('transactions', 0)} sales, "
           f"{report['files']} files")
     if report["previous"]:
@@ -243,15 +316,25 @@ def cmd_restore(args) -> int:
 
 def cmd_recognize(args) -> int:
     from .engine import Engine
-    from .gallery_io import load_image
+    from .gallery_io import ImageError, load_image
     from .money import format_price
 
-    db = resolve_db(args.db)
+    db = resolve_db(args.db, must_exist=True)
     background = load_image(Path(args.background)) if args.background else None
     engine = Engine.open(db, background=background)
+    failed = 0
     try:
         for n, path in enumerate(args.images):
-            result = engine.recognize(load_image(Path(path)))
+            try:  # an unreadable image is reported, and the others are still recognised
+                image = load_image(Path(path))
+            except ImageError as exc:
+                failed += 1
+                if args.json:
+                    _print_json({"image": str(path), "error": str(exc)})
+                else:
+                    print(f"kiosk: error: {exc}", file=sys.stderr)
+                continue
+            result = engine.recognize(image)
             if args.json:
                 out = result.to_dict()
                 out["image"] = str(path)
@@ -274,7 +357,7 @@ def cmd_recognize(args) -> int:
             print(f"    {_pad('TOTAL', 28)} {format_price(r.total, r.currency):>24}")
     finally:
         engine.close()
-    return 0
+    return 2 if failed else 0
 
 
 def cmd_eval(args) -> int:
@@ -318,6 +401,79 @@ def cmd_eval_trays(args) -> int:
     return 0
 
 
+def cmd_eval_stream(args) -> int:
+    from .embed import load_embedder
+    from .settings import Settings
+    from .stream_eval import run_stream
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{stage}: {done}/{total}", end="" if done < total else "\n",
+                  file=sys.stderr, flush=True)
+
+    embedder = load_embedder(args.model)
+    reader = None
+    if args.text:
+        from .text import TextReader
+
+        reader = TextReader()
+    report = run_stream(embedder, Path(args.gallery), [Path(q) for q in args.query],
+                        learn=args.learn, seed=args.seed, text_reader=reader,
+                        settings=_CONTEXT["settings"] or Settings(),
+                        unsure_margin=args.margin, threshold=args.threshold,
+                        product_floor=args.floor, progress=progress)
+    _print_report(report, args.json)
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .calibrate import calibrate
+    from .embed import load_embedder
+    from .engine import Engine
+    from .settings import Settings, default_settings_path, save_settings, with_changes
+
+    embedder = load_embedder(args.model)
+    db = resolve_db(args.db, embedder, must_exist=True)
+    settings = _CONTEXT["settings"] or Settings()
+    engine = Engine.open(db, embedder=embedder, threshold=settings.recognition.threshold,
+                         k=settings.recognition.k, text_backfill_limit=0)
+    try:
+        report = calibrate(engine, args.silent_rate)
+        old = settings.checkout.unsure_margin
+        if not args.dry_run:
+            path = Path(args.top_settings) if args.top_settings else default_settings_path()
+            save_settings(with_changes(settings, "checkout",
+                                       unsure_margin=report["unsure_margin"],
+                                       product_floor=report["product_floor"]), path)
+            engine.catalog.audit("calibrate", None, role="cli",
+                                 before={"unsure_margin": old,
+                                         "product_floor": settings.checkout.product_floor},
+                                 after={"unsure_margin": report["unsure_margin"],
+                                        "product_floor": report["product_floor"],
+                                        "silent_rate": args.silent_rate,
+                                        "expected": report["expected"]})
+            report["settings"] = str(path)
+    finally:
+        engine.close()
+    if args.json:
+        _print_json(report)
+    else:
+        e = report["expected"]
+        floor = report["product_floor"]
+        print(f"unsure margin {report['unsure_margin']:.3f} (was {old:.3f}), per-product "
+              f"thresholds {'off' if floor is None else f'{floor:+.2f}'}"
+              + ("" if report["reached"] else
+                 f": the target silent rate {args.silent_rate:g} is not reached"))
+        print(f"expected on the catalogue's own views: {e['cashier_rate']:.1%} to the cashier, "
+              f"{e['silent_rate']:.1%} charged wrongly, {e['ok_rate']:.1%} right; "
+              f"products not in the catalogue sent to the cashier "
+              f"{report['unknown_to_cashier']:.1%}")
+        if "settings" in report:
+            print(f"written to {report['settings']} ([checkout] unsure_margin, "
+                  "product_floor)")
+    return 0
+
+
 def cmd_split_dev(args) -> int:
     from .splits import dev_split, write_split
 
@@ -327,12 +483,44 @@ def cmd_split_dev(args) -> int:
     return 0
 
 
+def _train_from_catalog(args, cfg) -> int:
+    import time
+
+    from .catalog_train import train_from_catalog
+    from .embed import load_embedder
+    from .paths import data_dir
+    from .settings import Settings, default_settings_path
+
+    try:  # a background job: the kiosk on the same PC keeps the CPU it needs
+        os.nice(10)
+    except OSError:
+        pass
+    settings = _CONTEXT["settings"] or Settings()
+    db = _existing(Path(args.from_catalog), "--from-catalog")
+    out = Path(args.out) if args.out else (
+        data_dir() / "models" / time.strftime("catalog-%Y%m%d-%H%M%S"))
+    current = load_embedder(args.model or settings.recognition.model)
+    report = train_from_catalog(
+        db, current, out, base_lists=args.train or (), cfg=cfg, holdout=args.holdout,
+        unsure_margin=settings.checkout.unsure_margin, swap=not args.dry_run,
+        settings=settings,
+        settings_path=Path(args.top_settings) if args.top_settings else default_settings_path(),
+        log_fn=lambda m: print(m, file=sys.stderr, flush=True))
+    _print_json(report) if args.json else print(json.dumps(report, indent=2,
+                                                           ensure_ascii=False))
+    return 0
+
+
 def cmd_train(args) -> int:
     from .train import TrainConfig, run_training
 
     cfg = TrainConfig(inputs=tuple(args.inputs.split(",")), dim=args.dim, margin=args.margin,
                       epochs=args.epochs, views=args.views, seed=args.seed, blend=args.blend,
                       backbone=args.backbone, plain=tuple(args.plain.split(",")))
+    if args.from_catalog:
+        return _train_from_catalog(args, cfg)
+    if not args.train:
+        raise CliError("give training lists (--train LIST) or --from-catalog DB")
     queries = dict(q.split("=", 1) if "=" in q else (Path(q).stem, q) for q in args.query)
     if queries and not args.gallery:
         raise CliError("--query needs --gallery")
@@ -354,6 +542,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if getattr(args, "store", None) is not None:
+        from .sync.bench import cmd_store_bench
+
+        return cmd_store_bench(args)
     if getattr(args, "soak", None) is not None:
         from .soak import format_report, run_gui_soak, run_soak
 
@@ -392,7 +584,7 @@ def cmd_staff_pin(args) -> int:
     from .catalog import Catalog
     from .staff_auth import PinFormatError, StaffAuth, check_pin
 
-    db = resolve_db(args.db)
+    db = resolve_db(args.db, must_exist=True)
     if args.stdin or not sys.stdin.isatty():
         lines = sys.stdin.read().splitlines()
         pin = lines[0].strip() if lines else ""
@@ -415,10 +607,76 @@ def cmd_staff_pin(args) -> int:
     return 0
 
 
+def cmd_cashier(args) -> int:
+    """Cashier accounts (kiosk.cashier_auth): add, list, enable, disable; audited as "cli"."""
+    from .cashier_auth import CashierAuth, check_badge, check_cashier_id, check_code, check_name
+    from .catalog import Catalog
+
+    # list / enable / disable on a mistyped --db is an error, not a new empty catalogue
+    db = resolve_db(args.db, must_exist=args.cashier_command != "add")
+    if args.cashier_command == "add":
+        try:  # everything checked before the catalogue is opened: nothing written on bad input
+            check_cashier_id(args.id)
+            check_name(args.name)
+            if args.badge is not None:
+                check_badge(args.badge)
+        except ValueError as exc:
+            raise CliError(f"{exc}; nothing changed") from None
+        if args.code_stdin or not sys.stdin.isatty():
+            lines = sys.stdin.read().splitlines()
+            code = again = lines[0].strip() if lines else ""
+        else:
+            import getpass
+
+            code = getpass.getpass(f"code for cashier {args.id} (4-8 digits): ")
+            again = getpass.getpass("the same code again: ")
+        if code != again:
+            raise CliError("the two codes differ; nothing changed")
+        try:
+            check_code(code)
+        except ValueError as exc:
+            raise CliError(f"{exc}; nothing changed") from None
+        with Catalog(db) as catalog:
+            try:
+                cashier = CashierAuth(catalog).add(args.id, args.name, code, args.badge,
+                                                   role="cli")
+            except ValueError as exc:
+                raise CliError(f"{exc}; nothing changed") from None
+        print(f"cashier {cashier.id} ({cashier.name}) added to {db}"
+              + (" with a badge" if cashier.has_badge else ""))
+        return 0
+    with Catalog(db) as catalog:
+        auth = CashierAuth(catalog)
+        if args.cashier_command == "list":
+            cashiers = auth.list()
+            if args.json:
+                for c in cashiers:
+                    _print_json({"id": c.id, "name": c.name, "active": c.active,
+                                 "badge": c.has_badge})
+            else:
+                for c in cashiers:
+                    print(f"{_pad(c.id, 10)} {_pad(c.name, 20)} "
+                          f"{'active' if c.active else 'disabled':<9} "
+                          f"{'badge' if c.has_badge else 'no badge'}")
+                if not cashiers:
+                    print(f"no cashiers in {db} (add one: kiosk cashier add --id C001 "
+                          "--name NAME)", file=sys.stderr)
+            return 0
+        active = args.cashier_command == "enable"
+        try:
+            changed = auth.set_active(args.cashier_id, active, role="cli")
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    state = "enabled" if active else "disabled"
+    print(f"cashier {args.cashier_id.strip()} {state}" + ("" if changed else " already"))
+    return 0
+
+
 def run_gui(args) -> int:
     from .ui.app import main as gui_main
 
-    return gui_main(sys.argv[:1], settings_path=getattr(args, "settings", None),
+    return gui_main(sys.argv[:1], settings_path=(getattr(args, "settings", None)
+                                                 or getattr(args, "top_settings", None)),
                     fullscreen=bool(getattr(args, "fullscreen", False)),
                     first_receipt_exit=getattr(args, "first_receipt_exit", None))
 
@@ -426,13 +684,8 @@ def run_gui(args) -> int:
 def cmd_self_test(args) -> int:
     from .selftest import main as self_test
 
-    settings = None
-    try:
-        from .settings import default_settings_path, load_settings
-
-        settings = load_settings(default_settings_path())
-    except Exception as exc:  # noqa: BLE001 - reported, the self-test goes on with defaults
-        print(f"kiosk: warning: settings not used: {exc}", file=sys.stderr)
+    # reported, the self-test goes on with defaults
+    settings = _load_settings(getattr(args, "top_settings", None), strict=False)
     db = None
     if settings is not None and settings.paths.db:
         db = settings.db_path()
@@ -442,8 +695,6 @@ def cmd_self_test(args) -> int:
 
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from .paths import default_db_path
-
     from . import __version__
 
     p = argparse.ArgumentParser(
@@ -454,6 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the store's data folder: catalogue, gallery, index, transactions, "
                         "settings, logs (default: $KIOSK_DATA_DIR, else "
                         "$XDG_DATA_HOME/kiosk = ~/.local/share/kiosk)")
+    p.add_argument("--settings", dest="top_settings", metavar="TOML",
+                   help="settings file for any command (default: DATA_DIR/settings.toml); "
+                        "its [paths] db and data_dir apply to every command")
     p.add_argument("--self-test", action="store_true",
                    help="check models, demo recognition, catalogue, index and Qt headless; "
                         "exit status 0 = passed")
@@ -474,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("gallery", help="manage the product gallery").add_subparsers(
         dest="gallery_command", required=True)
-    db_default = str(default_db_path())
+    db_default = None  # resolved when the command runs (settings, $KIOSK_DB, store, demo)
     s = g.add_parser("import", help="import a PaddleClas gallery list or a folder per SKU")
     s.add_argument("--db", default=db_default)
     s.add_argument("source", metavar="LIST_OR_DIR")
@@ -547,11 +801,66 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read the packs (PP-OCRv4) as the kiosk does")
     s.set_defaults(func=cmd_eval_trays)
 
+    s = sub.add_parser("eval-stream", help="a stream of items one by one through the "
+                                           "checkout's decision, with or without learning "
+                                           "from the cashier's answers")
+    s.add_argument("--gallery", required=True, metavar="LIST", help="photos to enrol")
+    s.add_argument("--query", required=True, action="append", metavar="LIST",
+                   help="photos presented as items (repeatable; all shuffled together)")
+    s.add_argument("--learn", choices=["none", "cashier", "all"], default="none",
+                   help="learn nothing, the cashier's answers, or also accepted items")
+    s.add_argument("--seed", type=int, default=0, help="the order of the stream")
+    s.add_argument("--text", action="store_true",
+                   help="read the packs (PP-OCRv4) as the kiosk does")
+    s.add_argument("--model", help="recognition model folder (default: built-in)")
+    s.add_argument("--margin", type=float,
+                   help="unsure margin (default: [checkout] unsure_margin of the settings)")
+    s.add_argument("--threshold", type=float,
+                   help="unknown threshold (default: the settings', else the model's)")
+    s.add_argument("--floor", type=float,
+                   help="per-product thresholds: a product's usual similarity less this "
+                        "(default: [checkout] product_floor of the settings; unset: off)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_eval_stream)
+
+    s = sub.add_parser("calibrate", help="choose the unsure margin from the catalogue's own "
+                                         "views for a target silent (wrong charge) rate")
+    s.add_argument("--db", help="catalogue (default: the store's, else the demo)")
+    s.add_argument("--silent-rate", type=float, default=0.01,
+                   help="the largest share of items charged as a wrong product (default 0.01)")
+    s.add_argument("--model", help="recognition model folder (default: built-in)")
+    s.add_argument("--dry-run", action="store_true", help="report only; change no settings")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_calibrate)
+
     s = sub.add_parser("staff-pin", help="set the staff PIN (asked twice; a technician's job)")
     s.add_argument("--db", help="catalogue (default: the store's, else the demo)")
     s.add_argument("--reset", action="store_true", help="replace an existing PIN")
     s.add_argument("--stdin", action="store_true", help="read the PIN from standard input")
     s.set_defaults(func=cmd_staff_pin)
+
+    c = sub.add_parser("cashier", help="cashier accounts: who may correct items at the "
+                                       "checkout (code or badge)").add_subparsers(
+        dest="cashier_command", required=True)
+    s = c.add_parser("add", help="add a cashier (the code is asked twice)")
+    s.add_argument("--db", help="catalogue (default: the store's, else the demo)")
+    s.add_argument("--id", required=True, help="cashier id, such as C001")
+    s.add_argument("--name", required=True)
+    s.add_argument("--badge", metavar="TEXT",
+                   help="the content of the barcode or QR code on the cashier's card")
+    s.add_argument("--code-stdin", action="store_true",
+                   help="read the code (4-8 digits) from standard input")
+    s.set_defaults(func=cmd_cashier)
+    s = c.add_parser("list", help="list cashiers (id, name, active, badge)")
+    s.add_argument("--db", help="catalogue (default: the store's, else the demo)")
+    s.add_argument("--json", action="store_true", help="one JSON object per cashier")
+    s.set_defaults(func=cmd_cashier)
+    for name, what in (("disable", "a cashier's code and badge stop working"),
+                       ("enable", "a disabled cashier's code and badge work again")):
+        s = c.add_parser(name, help=what)
+        s.add_argument("--db", help="catalogue (default: the store's, else the demo)")
+        s.add_argument("cashier_id", metavar="ID")
+        s.set_defaults(func=cmd_cashier)
 
     s = sub.add_parser("gui", help="start the self-checkout kiosk (the default)")
     s.add_argument("--settings", metavar="TOML", help="settings file (default: DATA_DIR/settings.toml)")
@@ -570,8 +879,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_split_dev)
 
     s = sub.add_parser("train", help="train an embedding neck (ArcMargin) and export a model")
-    s.add_argument("--train", action="append", required=True, metavar="LIST",
-                   help="PaddleClas list(s) of labelled training images")
+    s.add_argument("--train", action="append", metavar="LIST",
+                   help="PaddleClas list(s) of labelled training images (with --from-catalog: "
+                        "base lists trained on beside the catalogue's views)")
+    s.add_argument("--from-catalog", metavar="DB",
+                   help="train on the catalogue's own views (enrolment and learned); the new "
+                        "model is taken ([recognition] model, the gallery embedded with it) "
+                        "only when it beats the current one on the most recent views held out")
+    s.add_argument("--holdout", type=float, default=0.2,
+                   help="with --from-catalog: the share of the most recent views held out")
+    s.add_argument("--model", help="with --from-catalog: the current model folder (default: "
+                                   "[recognition] model, else the built-in model)")
+    s.add_argument("--dry-run", action="store_true",
+                   help="with --from-catalog: train and compare, change nothing")
     s.add_argument("--gallery", metavar="LIST", help="validation gallery")
     s.add_argument("--query", action="append", default=[], metavar="[NAME=]LIST",
                    help="validation queries; 'known' calibrates, 'unknown' = not enrolled")
@@ -606,7 +926,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the sped-up demo checkout (capture, recognition, sales) this long "
                         "and check memory, threads and open files for growth (exit 1 on FAIL); "
                         "with --gui: the real window offscreen, in real time")
+    s.add_argument("--store", type=int, metavar="N",
+                   help="N simulated kiosks against a local PostgreSQL (sales, enrolments, "
+                        "price changes): sync lag, server CPU, rows per second, nothing lost")
+    s.add_argument("--minutes", type=float, default=2.0,
+                   help="with --store: how long to run (default 2)")
+    s.add_argument("--server", metavar="URL",
+                   help="with --store: an existing server (default: a throw-away local one)")
     s.set_defaults(func=cmd_bench)
+
+    from .sync.cli import add_store_parser
+
+    add_store_parser(sub)
     return p
 
 
@@ -643,17 +974,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    if args.self_test:
-        return cmd_self_test(args)
-    if not getattr(args, "func", None):
-        return run_gui(args)  # plain ``kiosk``: the kiosk itself
+    command = getattr(args, "func", None)
+    if args.self_test or command in (None, run_gui):
+        setup_logging(args.verbose)
+        if args.self_test:
+            return cmd_self_test(args)
+        return run_gui(args)  # plain ``kiosk``: the kiosk itself (reads its settings itself)
     try:
-        return args.func(args)
+        try:  # the settings first: their [paths] data_dir decides where the log goes
+            _CONTEXT["settings"] = _load_settings(args.top_settings)
+        finally:
+            setup_logging(args.verbose)
+        rc = command(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return rc
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # another pipe (not ours to hide)
+        # the reader went away (``kiosk gallery list | head -1``): stop quietly; stdout goes
+        # to /dev/null so the interpreter's last flush cannot fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
     except (CliError, ValueError, KeyError, FileNotFoundError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"kiosk: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        _CONTEXT["settings"] = None
 
 
 if __name__ == "__main__":

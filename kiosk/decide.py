@@ -19,7 +19,7 @@ ones from 0.839 to 0.845 (README, "Pack text").
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import math
 
@@ -74,7 +74,8 @@ class Decider:
     def __init__(self, k: int = DEFAULT_K, threshold: float = DEFAULT_THRESHOLD,
                  max_candidates: int = 5, temperature: float = DEFAULT_TEMPERATURE,
                  text_weight: float = TEXT_WEIGHT, text_spread: float = TEXT_SPREAD,
-                 unsure_margin: float = 0.0, search_k: int = SEARCH_K) -> None:
+                 unsure_margin: float = 0.0, search_k: int = SEARCH_K,
+                 product_floor: float | None = None) -> None:
         if k < 1:
             raise ValueError("k must be at least 1")
         if not 0.0 <= unsure_margin <= 1.0:
@@ -83,6 +84,14 @@ class Decider:
         # the margin see the best other products too (a product has several views)
         self.search_k = max(int(k), int(search_k))
         self.unsure_margin = float(unsure_margin)
+        # per-product thresholds: a product is only called when its best similarity reaches
+        # its own usual similarity (median, over its views, of the best similarity to its
+        # other views) less ``product_floor``; ``floors`` (sku -> that threshold, e.g. a
+        # :class:`ProductFloors`) is kept by the engine.  None: the global threshold only.
+        if product_floor is not None and not -1.0 <= product_floor <= 1.0:
+            raise ValueError("product_floor must be in [-1, 1]")
+        self.product_floor = product_floor
+        self.floors: Mapping[str, float] | None = None
         if temperature <= 0:
             raise ValueError("temperature must be positive")
         self.k = k
@@ -119,10 +128,18 @@ class Decider:
             return Decision(None, 0.0, True, ())
         top = cands[0]
         margin = top.score - max((best[s] for s in best if s != top.sku), default=-math.inf)
-        if top.score < self.threshold:
+        if top.score < self.threshold_for(top.sku):
             return Decision(None, top.score, True, cands, margin=margin)
         return Decision(top.sku, top.score, False, cands, margin=margin,
                         unsure=margin < self.unsure_margin)
+
+    def threshold_for(self, sku: str) -> float:
+        """The similarity ``sku`` must reach to be called: the global threshold, or its own
+        (per-product thresholds, when set) if that is higher."""
+        if self.product_floor is None or self.floors is None:
+            return self.threshold
+        floor = self.floors.get(sku)
+        return self.threshold if floor is None else max(self.threshold, floor)
 
     def decide(self, neighbours: Neighbours, sku_of: Mapping[int, str]) -> list[Decision]:
         return [self.decide_one(*neighbours.row(i), sku_of) for i in range(len(neighbours))]
@@ -158,8 +175,61 @@ class Decider:
                            unsure=d.unsure and not settled)
         cands = (win,) + tuple(c for c in d.candidates if c.sku != win.sku)
         margin = win.score - max(c.score for c in d.candidates if c.sku != win.sku)
-        if win.score < self.threshold:
+        if win.score < self.threshold_for(win.sku):
             return Decision(None, win.score, True, cands, tuple(words), True, margin)
         return Decision(win.sku, win.score, False, cands, tuple(words), True, margin,
                         unsure=not settled and margin < self.unsure_margin,
                         text_settled=settled)
+
+
+def usual_similarity(vectors: np.ndarray, views: Sequence) -> float | None:
+    """A product's usual similarity to itself: the median, over its views, of a view's best
+    similarity to the product's other views (any of its rows against any of theirs, as a query
+    meets them; rows of one view, e.g. an item stored as cut and half-turned, never count as
+    each other's match); None with fewer than two views."""
+    v = np.asarray(vectors, np.float32)
+    views = list(views)
+    keys = list(dict.fromkeys(views))
+    if len(keys) < 2:
+        return None
+    sims = v @ v.T
+    same = np.array([[a == b for b in views] for a in views])
+    sims[same] = -np.inf
+    best_row = sims.max(axis=1)
+    return float(np.median([max(best_row[i] for i, g in enumerate(views) if g == k)
+                            for k in keys]))
+
+
+class ProductFloors(Mapping):
+    """sku -> per-product threshold (its :func:`usual_similarity` less ``delta``), computed on
+    demand from ``views_of(sku) -> (vectors, view keys)`` and cached until
+    :meth:`invalidate`."""
+
+    def __init__(self, delta: float, views_of: Callable[[str], tuple[np.ndarray, Sequence]]
+                 ) -> None:
+        self.delta = float(delta)
+        self._views_of = views_of
+        self._cache: dict[str, float | None] = {}
+
+    def __getitem__(self, sku: str) -> float:
+        if sku not in self._cache:
+            vectors, views = self._views_of(sku)
+            usual = usual_similarity(vectors, views) if len(views) else None
+            self._cache[sku] = None if usual is None else usual - self.delta
+        value = self._cache[sku]
+        if value is None:
+            raise KeyError(sku)
+        return value
+
+    def __iter__(self):
+        return iter(k for k, v in self._cache.items() if v is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for v in self._cache.values() if v is not None)
+
+    def invalidate(self, skus: Sequence[str] | None = None) -> None:
+        if skus is None:
+            self._cache.clear()
+        else:
+            for sku in skus:
+                self._cache.pop(sku, None)

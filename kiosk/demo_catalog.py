@@ -19,13 +19,15 @@ DEMO_PRODUCTS = DEMO_RESOURCES_DIR / "products.csv"
 DEMO_EMPTY_TRAY = DEMO_RESOURCES_DIR / "empty_tray.png"
 
 
-def build_demo_catalog(db: str | Path, embedder=None, text_reader="auto") -> Path:
+def build_demo_catalog(db: str | Path, embedder=None, text_reader="auto",
+                       progress=None) -> Path:
     """Create the demo catalogue at ``db`` (which must not exist yet).
 
     The demo gallery images are upright item crops, as staff enrolment on the tray makes them,
     so they go in through :meth:`Engine.add_crops` like an enrolment would, their pack text
     read by ``text_reader`` (``"auto"``: :func:`kiosk.text.make_text_reader`; None: unread,
-    an engine with a reader reads it when it opens the catalogue)."""
+    an engine with a reader reads it when it opens the catalogue).  ``progress("demo", done,
+    total)``: demo pictures enrolled so far (:mod:`kiosk.progress`)."""
     from collections import defaultdict
 
     from .catalog import Catalog
@@ -55,8 +57,15 @@ def build_demo_catalog(db: str | Path, embedder=None, text_reader="auto") -> Pat
         text_reader = make_text_reader(embedder)
     engine = Engine(catalog, embedder, make_detector("tray"), index_path=tmp_index,
                     text_reader=text_reader)
+    from .progress import DEMO, throttled
+
+    progress = throttled(progress)
+    total, done = sum(len(c) for c in views.values()), 0
+    progress(DEMO, 0, total)
     for sku, crops in views.items():
         engine.add_crops(sku, crops, gallery_dir=db.parent / "gallery")
+        done += len(crops)
+        progress(DEMO, done, total)
     engine.close()
     Catalog(tmp).close()  # checkpoint: the WAL is folded back into the file
     shutil.copyfile(DEMO_EMPTY_TRAY, background_path_for(db))

@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 # Gallery images whose pack text an engine reads when it opens a catalogue (about 0.1 s each on
 # 2 cores); more are left to ``kiosk read-text``.
 TEXT_BACKFILL_LIMIT = 300
+# Pack text read in the background (:meth:`Engine.start_reading_text`) waits while the checkout
+# has used the model within this many seconds: a shopper's tray goes first.
+TEXT_YIELD_S = 1.5
+# Gallery images re-embedded per model run when the model changed (small enough for the
+# start-up screen to count them off every second or two).
+REEMBED_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -86,23 +92,52 @@ def background_path_for(db_path: Path) -> Path:
 class Engine:
     def __init__(self, catalog: Catalog, embedder: Embedder, detector: Detector,
                  decider: Decider | None = None, index_path: Path | None = None,
-                 text_reader=None, text_backfill_limit: int | None = TEXT_BACKFILL_LIMIT
-                 ) -> None:
+                 text_reader=None, text_backfill_limit: int | None = TEXT_BACKFILL_LIMIT,
+                 progress=None, defer_text: bool = False) -> None:
+        from .progress import EMBED, TEXT, throttled
         from .text import TextProfiles
 
+        progress = throttled(progress)
         self.catalog = catalog
         self.embedder = embedder
         self.detector = detector
         self.decider = decider or Decider()
+        self._view_of: dict[int, str] = {}  # gallery row -> its view (per-product thresholds)
+        if self.decider.product_floor is not None:
+            from .decide import ProductFloors
+
+            self.decider.floors = ProductFloors(self.decider.product_floor, self._floor_views)
         self.index_path = Path(index_path) if index_path else index_path_for(catalog.path)
         self._lock = threading.RLock()
         # pack text (kiosk.text): a reader with .read(rgb) -> PackText and .reader_id, or None
         self.text_reader = text_reader
         self._text = TextProfiles({})
-        self.reembedded = self._reembed_stale()
+        self.reembedded = self._reembed_stale(progress.stage(EMBED))
         self.text_missing = 0  # gallery images the reader has not read yet (see below)
-        self.text_backfilled = self.read_missing_text(text_backfill_limit)
-        self._sync_index()
+        # ``defer_text``: pictures decide and pack text only re-ranks look-alikes, so an engine
+        # can recognise before it has read the packs: :meth:`start_reading_text` reads them in
+        # the background (``text_pending`` of them) and the words count as they arrive.
+        self._text_limit = text_backfill_limit
+        self._text_thread: threading.Thread | None = None
+        self._text_stop = threading.Event()
+        self.text_pending = 0
+        # products whose pack text is still being read: words are not weighed for them yet
+        # (only the look-alike already read would have any, and the words would push to it)
+        self._text_unread: set[str] = set()
+        self._last_use = 0.0  # time.monotonic() when the checkout last used the model
+        if defer_text and self.text_reader is not None and text_backfill_limit != 0:
+            todo = self.catalog.files_without_words(self.text_reader.reader_id)
+            if text_backfill_limit is not None:
+                todo = todo[:text_backfill_limit]
+            self.text_pending = len(todo)
+            self._text_unread = {sku for sku, _ in todo}
+            self.text_backfilled = 0
+            if todo:
+                self._load_text_reader(progress)
+        else:
+            self.text_backfilled = self.read_missing_text(text_backfill_limit,
+                                                          progress=progress.stage(TEXT))
+        self._sync_index(progress)
         if self.index_action != "loaded":
             log.info("vector index %s: %s", self.index_path, self.index_action)
             self.index.save(self.index_path)
@@ -116,8 +151,14 @@ class Engine:
     def open(cls, db_path: str | Path, *, embedder: Embedder | None = None,
              detector: str | Detector | None = None, background: np.ndarray | None = None,
              threshold: float | None = None, k: int | None = None,
-             unsure_margin: float | None = None,
-             text_reader=None, text_backfill_limit: int | None = None) -> "Engine":
+             unsure_margin: float | None = None, product_floor: float | None = None,
+             text_reader=None, text_backfill_limit: int | None = None,
+             progress=None, defer_text: bool = False) -> "Engine":
+        """Open the catalogue at ``db_path``: re-embed pictures of another model, read missing
+        pack text (unless ``defer_text``: then :meth:`start_reading_text` reads it later) and
+        load or build the vector index.  ``progress(stage, done, total)`` (stages of
+        :mod:`kiosk.progress`: "embed", "text", "index") is told how that goes, at most
+        about ten times a second, on the calling thread."""
         from .gallery_io import load_image
         from .settings import CheckoutSettings
 
@@ -133,17 +174,20 @@ class Engine:
             threshold=threshold if threshold is not None else model_threshold(embedder),
             unsure_margin=(unsure_margin if unsure_margin is not None
                            else CheckoutSettings().unsure_margin),
+            product_floor=(product_floor if product_floor is not None
+                           else CheckoutSettings().product_floor),
         )
         kw = {} if text_backfill_limit is None else {"text_backfill_limit": text_backfill_limit}
-        return cls(catalog, embedder, detector, decider, text_reader=text_reader, **kw)
+        return cls(catalog, embedder, detector, decider, text_reader=text_reader,
+                   progress=progress, defer_text=defer_text, **kw)
 
     # ------------------------------------------------------------ internals
-    def _sync_index(self) -> None:
+    def _sync_index(self, progress=None) -> None:
         """Load the vector index and make it agree with the catalogue."""
         ids, skus = self.catalog.gallery_ids(self.embedder.model_id)
         self.index, self.index_action = VectorIndex.sync(
             self.index_path, self.embedder.model_id, self.embedder.dim, ids,
-            self.catalog.gallery_vectors_for)
+            self.catalog.gallery_vectors_for, progress=progress)
         self._refresh_skus(ids, skus)
 
     def _refresh_skus(self, ids: np.ndarray | None = None, skus: list[str] | None = None
@@ -156,7 +200,19 @@ class Engine:
         for i, sku in self._sku_of.items():
             self._ids_of.setdefault(sku, []).append(i)
         self._products = {p.sku: p for p in self.catalog.list_products(active_only=False)}
+        if self.decider.floors is not None:
+            self._view_of = self.catalog.gallery_view_of(self.embedder.model_id)
+            self.decider.floors.invalidate()
         self._refresh_text()
+
+    def _floor_views(self, sku: str) -> tuple[np.ndarray, list]:
+        """(vectors, view of each) of ``sku``'s live gallery rows (per-product thresholds;
+        called under the engine lock)."""
+        ids = self._ids_of.get(sku, [])
+        if not ids:
+            return np.zeros((0, self.embedder.dim), np.float32), []
+        return (self.index.vectors_for(np.asarray(ids, np.int64)),
+                [self._view_of.get(i, i) for i in ids])
 
     # ------------------------------------------------------------ pack text
     def _refresh_text(self) -> None:
@@ -166,15 +222,19 @@ class Engine:
         from .text import TextProfiles
 
         words = self.catalog.gallery_words(self.text_reader.reader_id)
-        n = sum(1 for p in self._products.values() if p.active)
+        n = sum(1 for p in list(self._products.values()) if p.active)  # (may run off the lock)
         self._text = TextProfiles(words, n_products=n)
 
-    def read_missing_text(self, limit: int | None = None, progress=None) -> int:
+    def read_missing_text(self, limit: int | None = None, progress=None, *,
+                          stop: threading.Event | None = None, refresh: bool = False) -> int:
         """Read the pack text of gallery images the reader has not read yet (a catalogue made
         without a reader, by ``kiosk gallery import``, or by an older reader); at most
         ``limit`` of them (None: all), so that opening a large catalogue does not wait hours
         for OCR; ``text_missing`` says how many are left (``kiosk read-text`` reads them all).
-        Returns how many were read.  ``progress(done, total)`` is called as it goes."""
+        Returns how many were read.  ``progress(done, total)`` is called as it goes (first
+        with 0).  ``stop``: an event that ends the reading early (between images).
+        ``refresh``: the engine's text profiles take up each product's words as soon as they
+        are stored (for reading while the engine recognises)."""
         if self.text_reader is None:
             return 0
         from .gallery_io import load_image
@@ -186,10 +246,13 @@ class Engine:
         if self.text_missing and limit:  # (limit 0: the caller did not ask for any reading)
             log.warning("%d gallery images have no pack text read yet: `kiosk read-text` reads "
                         "them", self.text_missing)
-        if todo:
-            log.warning("reading the pack text of %d gallery images (%s)", len(todo),
-                        self.text_reader.reader_id)
+        if todo:  # (read while selling: nothing to warn about)
+            (log.info if refresh else log.warning)(
+                "reading the pack text of %d gallery images (%s)", len(todo),
+                self.text_reader.reader_id)
         done = 0
+        if progress and todo:
+            progress(0, len(todo))
         by_sku: dict[str, list[str]] = {}
         for sku, file in todo:
             by_sku.setdefault(sku, []).append(file)
@@ -197,6 +260,9 @@ class Engine:
             read: list[tuple[str, np.ndarray, tuple[str, ...]]] = []  # views read: file, image, words
             rows = []
             for file in files:
+                if stop is not None and (refresh and self._yield_to_checkout(stop)
+                                         or stop.is_set()):
+                    return done
                 try:
                     img = load_image(Path(file))
                 except (OSError, ValueError) as exc:  # a missing or unreadable file: no text
@@ -212,11 +278,83 @@ class Engine:
                 words = self.text_reader.read(img).words
                 read.append((file, img, words))
                 rows.append((file, file, words))
-            self.catalog.set_gallery_words(sku, rows, self.text_reader.reader_id)
+            with self.catalog.transaction():
+                self.catalog.set_gallery_words(sku, rows, self.text_reader.reader_id)
+                if refresh:  # (run under the catalogue's lock, as an enrolment's refresh is)
+                    self.catalog.after_commit(self._refresh_text)
+            self._text_unread.discard(sku)
             done += len(rows)
             if progress:
                 progress(done, len(todo))
         return len(todo)
+
+    def _load_text_reader(self, progress) -> None:
+        """Have the reader load its models now (a blank picture read: seconds, once), while
+        start-up is on screen, rather than in front of a shopper's first tray."""
+        from .progress import MODEL
+
+        progress(MODEL, 0, 1)
+        try:
+            self.text_reader.read(np.zeros((64, 64, 3), np.uint8))
+        except Exception:  # noqa: BLE001 - selling by the pictures alone
+            log.exception("the pack-text reader did not load: the packs are not read")
+            self.text_pending = 0  # (the unread products stay unweighed by words)
+        progress(MODEL, 1, 1)
+
+    def start_reading_text(self, progress=None) -> threading.Thread | None:
+        """Read the pack text an engine opened with ``defer_text`` left unread, on a
+        background thread (the reader runs in the model's process when there is one, so this
+        thread only waits on a pipe).  Recognition goes on meanwhile by pictures alone for
+        products whose words have not arrived; each product's words count as soon as they
+        are read.  ``progress(stage, done, total)`` as for :meth:`open` (stage "text").
+        Returns the thread, or None when there is nothing to read.  :meth:`close` stops it."""
+        from .progress import TEXT, throttled
+
+        if self.text_reader is None or not self.text_pending or self._text_thread is not None:
+            return None
+        progress = throttled(progress)
+
+        def run() -> None:
+            t0 = time.perf_counter()
+            try:
+                n = self.read_missing_text(self._text_limit, progress=progress.stage(TEXT),
+                                           stop=self._text_stop, refresh=True)
+            except Exception:  # noqa: BLE001 - the kiosk still sells by its pictures
+                log.exception("reading pack text in the background stopped; `kiosk read-text` "
+                              "reads what is left")
+                return
+            finally:
+                self.text_pending = 0
+            self.text_backfilled += n
+            if self._text_stop.is_set():
+                log.info("background pack-text reading stopped after %d gallery images; the "
+                         "next start reads the rest", n)
+            else:
+                log.info("pack text of %d gallery images read in the background in %.1f s", n,
+                         time.perf_counter() - t0)
+
+        log.info("reading the pack text of %d gallery images in the background",
+                 self.text_pending)
+        self._text_thread = threading.Thread(target=run, name="kiosk-pack-text", daemon=True)
+        self._text_thread.start()
+        return self._text_thread
+
+    def _yield_to_checkout(self, stop: threading.Event) -> bool:
+        """Wait while the checkout is using the model (background reading must not slow a
+        shopper's tray).  True when ``stop`` was set meanwhile."""
+        while time.monotonic() - self._last_use < TEXT_YIELD_S:
+            if stop.wait(0.1):
+                return True
+        return stop.is_set()
+
+    def wait_for_text(self, timeout: float | None = None) -> bool:
+        """Wait until background reading (:meth:`start_reading_text`) has ended; True when it
+        has (or none runs)."""
+        thread = self._text_thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
     def _apply_text(self, crops: Sequence[np.ndarray], decisions: list[Decision],
                     timings: dict | None = None) -> list[Decision]:
@@ -232,14 +370,19 @@ class Engine:
 
     def wants_text(self, d: Decision) -> bool:
         """Whether reading the item's pack could change ``d`` (close candidates, one of them
-        with enrolled words, and a reader)."""
-        return self.text_reader is not None and any(
-            self._text.has(c.sku) for c in self.decider.text_contenders(d))
+        with enrolled words, none whose words are still being read, and a reader)."""
+        if self.text_reader is None:
+            return False
+        close = self.decider.text_contenders(d)
+        unread = self._text_unread
+        return any(self._text.has(c.sku) for c in close) and not (
+            unread and any(c.sku in unread for c in close))
 
     def read_and_refine(self, crop: np.ndarray, d: Decision) -> Decision:
         """Read the item's pack and let its words re-rank ``d``'s close candidates."""
         if not self.wants_text(d):
             return d
+        self._last_use = time.monotonic()
         return self._refine(d, self.text_reader.read(crop).words)
 
     def _refine(self, d: Decision, words: tuple[str, ...]) -> Decision:
@@ -255,9 +398,10 @@ class Engine:
         return [self._refine(d, w) if w and self.wants_text(d) else d
                 for d, w in zip(decisions, words)]
 
-    def _reembed_stale(self) -> int:
+    def _reembed_stale(self, progress=None) -> int:
         """Gallery images embedded by another model get this model's embedding; the old
-        model's rows are then dropped, so vectors of two models never mix."""
+        model's rows are then dropped, so vectors of two models never mix.
+        ``progress(done, total)``: pictures embedded so far (first 0)."""
         model = self.embedder.model_id
         stale = self.catalog.stale_models(model)
         if not stale:
@@ -268,13 +412,17 @@ class Engine:
         todo = [sf for sf in self.catalog.gallery_files() if sf not in have]
         log.warning("re-embedding %d gallery images for model %s (was %s)", len(todo), model,
                     ", ".join(stale))
-        for start in range(0, len(todo), 32):
-            chunk = todo[start:start + 32]
+        if progress:
+            progress(0, len(todo))
+        for start in range(0, len(todo), REEMBED_BATCH):
+            chunk = todo[start:start + REEMBED_BATCH]
             emb = self.embedder.embed([load_image(Path(f)) for _, f in chunk])
             with self.catalog.transaction():
                 for (sku, f), vec in zip(chunk, emb.vectors):
                     self.catalog.add_gallery_images(sku, [f], Embeddings(vec[None], model),
                                                     audit_action=None)
+            if progress:
+                progress(start + len(chunk), len(todo))
         with self.catalog.transaction():
             for old in stale:
                 self.catalog.remove_model(old)
@@ -303,9 +451,11 @@ class Engine:
                         timings: dict | None = None) -> list[Decision]:
         if not crops:
             return []
+        self._last_use = time.monotonic()
         t0 = time.perf_counter()
         emb = self.embedder.embed(list(crops))
         t1 = time.perf_counter()
+        self._last_use = time.monotonic()
         with self._lock:
             nb = self.index.search(emb.vectors, k=self.decider.search_k)
             t2 = time.perf_counter()
@@ -324,9 +474,11 @@ class Engine:
         :meth:`read_and_refine`)."""
         if not crops:
             return np.zeros((0, self.embedder.dim), np.float32), []
+        self._last_use = time.monotonic()
         t0 = time.perf_counter()
         emb = self.embedder.embed(list(crops))
         t1 = time.perf_counter()
+        self._last_use = time.monotonic()
         decisions = self.decide_vectors(emb.vectors, timings)
         if read_text:
             decisions = self._apply_text(crops, decisions, timings)
@@ -443,7 +595,12 @@ class Engine:
 
     def _index_add(self, product: Product, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Make committed gallery rows of ``product`` searchable."""
+        views = (self.catalog.gallery_view_of(self.embedder.model_id, ids.tolist())
+                 if self.decider.floors is not None else {})
         with self._lock:
+            if self.decider.floors is not None:
+                self._view_of.update(views)
+                self.decider.floors.invalidate([product.sku])
             self._products[product.sku] = product
             if not product.active:
                 return
@@ -590,14 +747,17 @@ class Engine:
 
     def add_crops(self, sku: str, crops: Sequence[np.ndarray], gallery_dir: Path | None = None,
                   half_turns: bool = True, *, role: str = "system",
-                  embeddings: Embeddings | None = None) -> list[int]:
+                  embeddings: Embeddings | None = None,
+                  audit_action: str | None = "enrol") -> list[int]:
         """Store upright item crops as gallery images of ``sku`` (files named by content hash).
 
         An upright crop is only defined up to a half turn (a can lies either way round), so by
         default each crop is stored twice, as cut and turned by 180 degrees.  On the demo
         trays this takes look-alike flavours from 13 to 20 fully right trays out of 20.
         ``embeddings``: those images' embeddings when already computed (in that order: each
-        crop, then its half turn), e.g. by :meth:`check_enrolment`.
+        crop, then its half turn), e.g. by :meth:`check_enrolment`.  Which stored file is a
+        copy of which view is recorded (``gallery_views``), so that a product's own spread can
+        be measured between views.  ``audit_action``: None for a caller that audits itself.
         """
         import hashlib
 
@@ -620,12 +780,48 @@ class Engine:
                     path.write_bytes(buf.tobytes())
                     written.append(path)
                 files.append(path)
-            return self.add_images(sku, crops, files, role=role, audit_action="enrol",
-                                   copies_of=copies_of, embeddings=embeddings)
+            with self.catalog.transaction():
+                ids = self.add_images(sku, crops, files, role=role, audit_action=audit_action,
+                                      copies_of=copies_of, embeddings=embeddings)
+                self.catalog.set_gallery_views(sku, [
+                    (f, files[i if src is None else src])
+                    for i, (f, src) in enumerate(zip(files, copies_of))])
+            return ids
         except BaseException:
             for path in written:  # nothing half-done: no orphan files
                 path.unlink(missing_ok=True)
             raise
+
+    def remove_gallery_rows(self, ids: Sequence[int]) -> int:
+        """Delete gallery rows (e.g. a learned view taken back); they stop matching as soon as
+        the deletion commits (tombstones in the index, nothing re-embedded).  Not audited here:
+        the caller audits in its transaction.  Returns how many rows existed."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+        with self.catalog.transaction():  # (the index is changed under the engine's lock
+            n = self.catalog.remove_gallery_images(ids)  # once this commits)
+            self.catalog.after_commit(lambda: self._index_remove(ids))
+        return n
+
+    def _index_remove(self, ids: list[int]) -> None:
+        with self._lock:
+            self.index.remove(ids)
+            for i in ids:
+                sku = self._sku_of.pop(i, None)
+                if sku is not None and i in self._ids_of.get(sku, ()):
+                    self._ids_of[sku].remove(i)
+                    if self.decider.floors is not None:
+                        self.decider.floors.invalidate([sku])
+            self._refresh_text()
+
+    def vectors_of(self, sku: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the live gallery rows of ``sku`` in the index."""
+        with self._lock:
+            ids = np.asarray(self._ids_of.get(sku, []), np.int64)
+            if not len(ids):
+                return ids, np.zeros((0, self.embedder.dim), np.float32)
+            return ids, self.index.vectors_for(ids)
 
     def remove_product(self, sku: str, *, role: str = "system") -> int:
         """Delete a product and its gallery rows; it stops matching at once (audited)."""
@@ -670,6 +866,9 @@ class Engine:
                 self.index.save(self.index_path)
 
     def close(self) -> None:
+        self._text_stop.set()  # background text reading ends after the image it reads
+        if not self.wait_for_text(60):
+            log.warning("background pack-text reading did not stop")
         self.save()
         self.catalog.close()
 

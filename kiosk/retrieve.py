@@ -38,6 +38,7 @@ EF_CONSTRUCTION = 40
 EF_SEARCH = 64
 COMPACT_RATIO = 0.2
 BULK_ADD = 2000  # adds at least this big use every core; everything else runs on one
+SYNC_CHUNK = 20000  # a (re)build reporting its progress adds this many vectors at a time
 
 # faiss parallelises over queries with OpenMP.  Next to Paddle's own thread pool that costs
 # far more than it saves: a batch of 15 queries took 17 ms with 2 threads and 0.7 ms with one.
@@ -229,13 +230,26 @@ class VectorIndex:
         fetch_vectors: Callable[[np.ndarray], np.ndarray],
         *,
         ef_search: int = EF_SEARCH,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> tuple["VectorIndex", str]:
         """Load the index at ``path`` and make it agree with the catalogue.
 
         ``live_ids``: the catalogue's live gallery rows for ``model_id``.
         ``fetch_vectors(ids)``: their stored embeddings.
+        ``progress("index", done, total)``: vectors added so far, when any are.
         Returns the index and what was done: "loaded", "repaired" or "rebuilt (<why>)".
         """
+
+        def add(index: "VectorIndex", ids: np.ndarray) -> None:
+            if progress is None:
+                index.add(ids, fetch_vectors(ids))
+                return
+            progress("index", 0, len(ids))
+            for start in range(0, len(ids), SYNC_CHUNK):
+                chunk = ids[start:start + SYNC_CHUNK]
+                index.add(chunk, fetch_vectors(chunk))
+                progress("index", start + len(chunk), len(ids))
+
         live_ids = np.asarray(live_ids, np.int64)
         action = "loaded"
         try:
@@ -253,12 +267,12 @@ class VectorIndex:
         if index is None:
             index = cls(dim, model_id, ef_search=ef_search)
             if len(live_ids):
-                index.add(live_ids, fetch_vectors(live_ids))
+                add(index, live_ids)
             return index, action
         stored = index.ids()
         missing = live_ids[~np.isin(live_ids, stored)]
         if len(missing):
-            index.add(missing, fetch_vectors(missing))
+            add(index, missing)
             action = "repaired"
         index.set_live(live_ids)  # ids the catalogue no longer has become tombstones
         return index, action

@@ -75,6 +75,16 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return check
 
 
+def _int_choice(*choices: int) -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"must be a whole number, got {v!r}")
+        if v not in choices:
+            raise ValueError(f"must be {' or '.join(map(str, choices))}, got {v}")
+        return v
+    return check
+
+
 def _source(v: Any) -> str | int:
     if isinstance(v, int) and not isinstance(v, bool):
         if not 0 <= v <= 63:
@@ -96,6 +106,12 @@ def _currency(v: Any) -> str:
     if not (isinstance(v, str) and len(v) == 3 and v.isascii() and v.isalpha() and v.isupper()):
         raise ValueError(f"must be a 3-letter currency code like 'CNY', got {v!r}")
     return v
+
+
+def _server_url(v: Any) -> str:
+    from .sync.config import check_server_url
+
+    return check_server_url(v)
 
 
 def _opt(doc: str, check: Callable[[Any], Any], default: Any = None, *, example: str = ""):
@@ -132,12 +148,28 @@ class RecognitionSettings:
                                _bool, True)
     read_text: bool = _opt("read the text on packs (PP-OCRv4) to tell look-alike products "
                            "apart when their pictures are equally close", _bool, True)
+    model: str | None = _opt("recognition model folder (unset: the built-in model); `kiosk "
+                             "train --from-catalog` sets it when its model is better", _text,
+                             example='"/srv/kiosk/models/catalog-20250101-120000"')
 
 
 @dataclass(frozen=True)
 class StoreSettings:
     currency: str = _opt("currency of the prices", _currency, "CNY")
     name: str = _opt("store name shown on the screen and receipts", _text, "袋鼯麻麻")
+    server: str | None = _opt("the store's PostgreSQL server, shared by all its kiosks "
+                              "(postgresql://user@host[:port]/database, no password in it; "
+                              "unset: this kiosk works alone)", _server_url,
+                              example='"postgresql://kiosk@10.0.0.5/store"')
+    password_file: str | None = _opt("file whose first line is the server's password (else "
+                                     "$KIOSK_STORE_PASSWORD, else $PGPASSWORD / ~/.pgpass)",
+                                     _text, example='"/etc/kiosk/store-password"')
+    kiosk_name: str | None = _opt("this kiosk's name in the store (unset: the host name)", _text,
+                                  example='"Till 3"')
+    price_change_in_basket: str = _opt(
+        'a price changed (on any kiosk) while a basket is open: "apply" (the basket shows the '
+        'new price at once) or "keep" (the basket keeps its prices; the next one has the new '
+        'price); either way the kiosk says so', _choice("apply", "keep"), "apply")
 
 
 @dataclass(frozen=True)
@@ -145,7 +177,12 @@ class UISettings:
     language: str = _opt('"zh_CN" or "en"', _choice("zh_CN", "en"), "zh_CN")
     kiosk_mode: bool = _opt("lock the screen to the kiosk (no window controls)", _bool, False)
     fullscreen: bool = _opt("start full screen", _bool, False)
-    font_scale: float = _opt("text size factor", _float(0.5, 3.0), 1.0)
+    font_scale: float = _opt("text size factor (on top of the screen's own scaling)",
+                             _float(0.5, 3.0), 1.0)
+    screen_inches: float = _opt("the screen's diagonal in inches: touch targets are at least "
+                                "10 mm on it", _float(5.0, 100.0), 15.6)
+    touch_keyboard: bool = _opt("show an on-screen keyboard when a text field is tapped",
+                                _bool, True)
 
 
 @dataclass(frozen=True)
@@ -170,8 +207,12 @@ class CheckoutSettings:
                                  "most this many seconds ago (the tray still unchanged)",
                                  _float(0.5, 600.0), 10.0)
     unsure_margin: float = _opt("an item whose two best products are closer than this is sent "
-                                "to the cashier instead of being charged", _float(0.0, 1.0),
-                                0.03)
+                                "to the cashier instead of being charged (`kiosk calibrate` "
+                                "measures it)", _float(0.0, 1.0), 0.06)
+    product_floor: float | None = _opt(
+        "per-product thresholds: an item is only charged as a product when its similarity "
+        "reaches that product's usual similarity between its own views less this (unset: "
+        "off; `kiosk calibrate` measures it)", _float(-1.0, 1.0), example="0.0")
     auto_call: bool = _opt("call the cashier by itself when an item is unknown or unsure",
                            _bool, True)
 
@@ -189,13 +230,38 @@ class CashierSettings:
 
 
 @dataclass(frozen=True)
+class LearningSettings:
+    learn_cashier_answers: bool = _opt(
+        "store the item's cut-out from this kiosk's camera as a gallery view of the product "
+        "the cashier (or a barcode, or the shopper's same-price choice) said it is", _bool,
+        True)
+    approval: str = _opt('"auto" (learned views are searchable at once) or "queue" (they '
+                         'wait for staff to approve them in staff mode)',
+                         _choice("auto", "queue"), "auto")
+    learn_paid_items: bool = _opt("also learn items charged as recognised once the sale is "
+                                  "paid", _bool, False)
+    views_per_product: int = _opt("learned views kept per product (enrolment views are never "
+                                  "dropped): over it, the view that adds least is dropped",
+                                  _int(1, 1000), 20)
+    near_duplicate: float = _opt("a new view at least this similar to one of the product's "
+                                 "views adds nothing and is not stored", _float(0.5, 1.0),
+                                 0.95)
+    per_cashier_per_product_per_hour: int = _opt(
+        "views one cashier may teach one product in an hour (more are not learned)",
+        _int(1, 10000), 10)
+
+
+@dataclass(frozen=True)
 class PrinterSettings:
     kind: str = _opt('"none", "file" (ESC/POS bytes to a file), "usb", "serial" or "network"',
                      _choice("none", "file", "usb", "serial", "network"), "none")
-    target: str | None = _opt('the printer: a file path, "VID:PID" (usb), a device such as '
-                              '/dev/ttyUSB0 (serial) or "host[:port]" (network)', _text,
+    target: str | None = _opt('the printer: a file path, "VID:PID" in hex (usb), a device '
+                              'such as /dev/ttyUSB0 (serial, 9600 baud; "/dev/ttyUSB0@19200" '
+                              'for another rate) or "host[:port]" (network, port 9100 by '
+                              'default)', _text,
                               example='"192.168.1.50:9100"')
-    width_mm: int = _opt("paper width: 58 (32 columns) or 80 (48 columns)", _int(58, 80), 80)
+    width_mm: int = _opt("paper width: 58 (32 columns) or 80 (48 columns)",
+                         _int_choice(58, 80), 80)
     receipt_dir: str | None = _opt("folder where receipts are saved as PDF when there is no "
                                    "printer (unset: DATA_DIR/receipts)", _text,
                                    example='"/srv/kiosk/receipts"')
@@ -217,6 +283,7 @@ _SECTIONS: dict[str, type] = {
     "staff": StaffSettings,
     "checkout": CheckoutSettings,
     "cashier": CashierSettings,
+    "learning": LearningSettings,
     "printer": PrinterSettings,
     "paths": PathSettings,
 }
@@ -231,6 +298,7 @@ class Settings:
     staff: StaffSettings = field(default_factory=StaffSettings)
     checkout: CheckoutSettings = field(default_factory=CheckoutSettings)
     cashier: CashierSettings = field(default_factory=CashierSettings)
+    learning: LearningSettings = field(default_factory=LearningSettings)
     printer: PrinterSettings = field(default_factory=PrinterSettings)
     paths: PathSettings = field(default_factory=PathSettings)
 

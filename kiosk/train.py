@@ -554,9 +554,11 @@ def run_training(train_lists: Sequence[Path], out_dir: Path | None, cfg: TrainCo
                  gallery_list: Path | None = None, query_lists: dict[str, Path] | None = None,
                  target_frr: float = 0.03, threshold: float | None = None,
                  save_neck_to: Path | None = None,
-                 cache_dir: Path | None = None,
+                 cache_dir: Path | None = None, per_list_cache: bool = False,
                  log_fn: Callable[[str], None] = lambda m: None) -> dict:
     """Cache descriptors, train the neck, calibrate the threshold, export; returns a report.
+    ``per_list_cache``: each training list's descriptors are cached on their own (else the
+    lists together, as one).
 
     ``query_lists`` maps a name to a query list evaluated against ``gallery_list`` after every
     epoch; the one named ``known`` (else the first) also calibrates the threshold, and one
@@ -572,8 +574,14 @@ def run_training(train_lists: Sequence[Path], out_dir: Path | None, cfg: TrainCo
     if len({e.label for e in entries}) < 2:
         raise ValueError("training needs at least two labels")
     show = lambda label: (lambda d, n: log_fn(f"{label}: {d}/{n}") if d == n or d % 2048 < 32 else None)  # noqa: E731
-    train_desc = cache.descriptors([e.path for e in entries], cfg.views, cfg.seed,
-                                   progress=show("train features"))
+    if per_list_cache:  # each list's features cached on their own (a base list is reused)
+        train_desc = np.concatenate([
+            cache.descriptors([e.path for e in parse_gallery_list(lst)], cfg.views, cfg.seed,
+                              progress=show(f"train features ({Path(lst).name})"))
+            for lst in train_lists])
+    else:
+        train_desc = cache.descriptors([e.path for e in entries], cfg.views, cfg.seed,
+                                       progress=show("train features"))
     evals: dict[str, tuple[np.ndarray, list[str]]] = {}
     g_desc = g_labels = None
     if gallery_list is not None:

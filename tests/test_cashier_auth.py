@@ -333,8 +333,17 @@ def test_cli_bad_input_exits_2_and_writes_nothing(capsys, monkeypatch, db, argv,
 
 
 def test_cli_unknown_cashier(capsys, monkeypatch, db):
+    from kiosk.catalog import Catalog
+
+    Catalog(db).close()  # the catalogue exists; the cashier does not
     rc, _, err = run_cli(capsys, monkeypatch, "cashier", "disable", "--db", db, "C404")
     assert rc == 2 and "C404" in err
+
+
+def test_cli_cashier_list_on_a_mistyped_db_creates_nothing(capsys, monkeypatch, tmp_path):
+    typo = tmp_path / "catalgo.db"
+    rc, _, err = run_cli(capsys, monkeypatch, "cashier", "list", "--db", str(typo))
+    assert rc == 2 and "no such catalogue" in err and not typo.exists()
 
 
 def test_cli_subprocess(tmp_path):

@@ -281,3 +281,135 @@ def test_eval_bad_list(capsys, data_dir, tmp_path):
     g.write_text("only-a-path.jpg\n", encoding="utf-8")
     rc, out, err = run(capsys, "eval", "--gallery", g, "--query", g, "--json")
     assert rc == 2 and "gallery.txt:1" in err and out == ""
+
+
+# ------------------------------------------------------------------- failing well
+def kiosk_proc(data: Path, *argv, stdin: str | None = None, timeout: int = 300):
+    """A real ``python -m kiosk`` run with ``data`` as the data folder."""
+    env = {**os.environ, "KIOSK_DATA_DIR": str(data)}
+    env.pop("KIOSK_DB", None)
+    return subprocess.run([sys.executable, "-m", "kiosk", *map(str, argv)], cwd=data.parent,
+                          env=env, input=stdin, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+# commands that read or change a catalogue but never create one (gallery import and
+# restore may create the store catalogue)
+NO_CREATE = [
+    ("gallery", "list"),
+    ("gallery", "remove", "DEMO-001"),
+    ("gallery", "add", "--sku", "NEW", "--name", "新品", str(view_path("DEMO-011", 0))),
+    ("read-text",),
+    ("backup", "{tmp}/backup"),
+    ("staff-pin", "--stdin"),
+    ("recognize", str(RESOURCES / "tray_01.png")),
+]
+
+
+@pytest.mark.parametrize("command", NO_CREATE, ids=lambda c: " ".join(c[:2]))
+def test_missing_db_is_a_one_line_error(tmp_path, command):
+    missing = tmp_path / "nowhere" / "catalog.db"
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    proc = kiosk_proc(tmp_path / "data", *argv, "--db", missing, stdin="2468\n")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and str(missing) in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("kiosk: error: ") and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert not missing.exists() and not missing.parent.exists()  # nothing created
+    assert not (tmp_path / "backup").exists()
+
+
+def test_recognize_json_reports_an_unreadable_image_and_goes_on(capsys, data_dir, copy_demo_db,
+                                                                tmp_path):
+    db = copy_demo_db(data_dir / "store")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a picture")
+    images = [RESOURCES / "tray_01.png", bad, tmp_path / "missing.png", RESOURCES / "tray_03.png"]
+    rc, out, err = run(capsys, "recognize", "--db", db, "--json", *images)
+    assert rc == 2
+    objs = json_lines(out)
+    assert len(objs) == 4
+    check_tray_json(objs[0], "tray_01.png")
+    check_tray_json(objs[3], "tray_03.png")
+    for obj, path in zip(objs[1:3], images[1:3]):
+        assert set(obj) == {"image", "error"} and obj["image"] == str(path)
+        assert path.name in obj["error"]
+    assert "Traceback" not in err
+
+
+def test_closed_pipe_ends_quietly(tmp_path, copy_demo_db):
+    db = copy_demo_db(tmp_path / "store")
+    env = {**os.environ, "KIOSK_DATA_DIR": str(tmp_path / "data")}
+    env.pop("KIOSK_DB", None)
+    # the reader is gone before the first line is written
+    proc = subprocess.Popen([sys.executable, "-m", "kiosk", "gallery", "list", "--db", str(db)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 1
+    assert err == "", err
+    # and as a shell pipeline
+    shell = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m kiosk gallery list --db "{db}" | head -1'],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert shell.returncode == 0 and len(shell.stdout.splitlines()) == 1
+    assert shell.stderr == "", shell.stderr
+
+
+def has_staff_pin(db: Path) -> bool:
+    from kiosk.staff_auth import StaffAuth
+
+    with Catalog(db) as catalog:
+        return StaffAuth(catalog).has_pin()
+
+
+def test_staff_pin_honours_the_settings_file(tmp_path, copy_demo_db):
+    data = tmp_path / "data"
+    data.mkdir()
+    first = copy_demo_db(tmp_path / "first")
+    second = copy_demo_db(tmp_path / "second")
+    # the settings file in the data folder
+    (data / "settings.toml").write_text(f'[paths]\ndb = "{first}"\n', encoding="utf-8")
+    proc = kiosk_proc(data, "staff-pin", stdin="2468\n")
+    assert proc.returncode == 0, proc.stderr
+    assert str(first) in proc.stdout and has_staff_pin(first) and not has_staff_pin(second)
+    # a settings file named with --settings
+    other = tmp_path / "other.toml"
+    other.write_text(f'[paths]\ndb = "{second}"\n', encoding="utf-8")
+    proc = kiosk_proc(data, "--settings", other, "staff-pin", stdin="1357\n")
+    assert proc.returncode == 0, proc.stderr
+    assert has_staff_pin(second)
+    # --db still wins over the settings
+    third = copy_demo_db(tmp_path / "third")
+    proc = kiosk_proc(data, "--settings", other, "staff-pin", "--db", third, stdin="1357\n")
+    assert proc.returncode == 0 and has_staff_pin(third)
+    # a settings file naming a catalogue that is not there
+    other.write_text(f'[paths]\ndb = "{tmp_path / "gone.db"}"\n', encoding="utf-8")
+    proc = kiosk_proc(data, "--settings", other, "staff-pin", stdin="1357\n")
+    assert proc.returncode == 2 and "gone.db" in proc.stderr and "[paths] db" in proc.stderr
+    assert not (tmp_path / "gone.db").exists()
+    # a settings file that is not there, or not valid
+    proc = kiosk_proc(data, "--settings", tmp_path / "nope.toml", "gallery", "list")
+    assert proc.returncode == 2 and "nope.toml" in proc.stderr
+    other.write_text("[paths]\ndb = 3\n", encoding="utf-8")
+    proc = kiosk_proc(data, "--settings", other, "gallery", "list")
+    assert proc.returncode == 2 and "[paths] db" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_commands_honour_the_settings_data_dir(tmp_path, copy_demo_db):
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    data.mkdir()
+    db = copy_demo_db(elsewhere)  # elsewhere/catalog.db: the store catalogue there
+    (data / "settings.toml").write_text(f'[paths]\ndata_dir = "{elsewhere}"\n',
+                                        encoding="utf-8")
+    proc = kiosk_proc(data, "gallery", "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert {row["sku"] for row in json.loads(proc.stdout)} == {p.sku for p in demo.PRODUCTS}
+    proc = kiosk_proc(data, "backup", tmp_path / "bk")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "bk" / "catalog.db").is_file()
+    proc = kiosk_proc(data, "staff-pin", stdin="2468\n")
+    assert proc.returncode == 0 and has_staff_pin(db)
+    assert not (data / "catalog.db").exists() and not (data / "demo").exists()
+    assert (elsewhere / "logs").is_dir() and not (data / "logs").exists()  # the log too

@@ -65,20 +65,30 @@ def open_camera_for(source: str, settings, engine=None):
     return camera
 
 
-def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> KioskParts:
-    """Camera, catalogue, engine and checkout session (slow: call it off the GUI thread)."""
+def open_parts(settings, db_path: str | Path | None = None, embedder=None,
+               progress=None) -> KioskParts:
+    """Camera, catalogue, engine and checkout session (slow: call it off the GUI thread).
+
+    ``progress(stage, done, total)`` (:mod:`kiosk.progress`, throttled) is told, on this
+    thread, how the slow parts go: starting the model, building the demo catalogue,
+    re-embedding, reading pack text, building the index.  With the model in its own process
+    the pack text is not read here: the engine opens with it pending, and
+    ``parts.engine.start_reading_text()`` reads it while the kiosk sells."""
     from kiosk.camera import find_default_camera
     from kiosk.cli import resolve_db
     from kiosk.engine import Engine
     from kiosk.assemble import checkout_session
+    from kiosk.progress import MODEL, throttled
     from kiosk.settings import Settings
+
+    progress = throttled(progress)
 
     source = str(_get(settings, "camera.source", "auto"))
     if source == "auto":
         source = find_default_camera()
     camera = open_camera_for(source, settings)
-    if db_path is None and _get(settings, "paths.db"):
-        db_path = settings.db_path()
+    if db_path is None and (_get(settings, "paths.db") or _get(settings, "store.server")):
+        db_path = settings.db_path()  # with a store server: the store's catalogue, never the demo
     if embedder is None and _get(settings, "recognition.model_process", True):
         # Paddle Inference keeps Python's GIL for a whole predictor run: in this process every
         # batch would freeze the GUI thread (~230 ms for 15 crops).  In a child process the
@@ -87,9 +97,18 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> Ki
         # the demo catalogue on a first start uses it too (no model in this process at all).
         from kiosk.embed.remote import RemoteEmbedder
 
-        embedder = RemoteEmbedder()
+        progress(MODEL, 0, 1)  # (the very first start converts the model: about 10 s)
+        embedder = RemoteEmbedder(_get(settings, "recognition.model"))
+        progress(MODEL, 1, 1)
+    elif embedder is None:  # the model in this process (loaded here, not later by the engine)
+        from kiosk.embed import load_embedder
+
+        progress(MODEL, 0, 1)
+        embedder = load_embedder(_get(settings, "recognition.model"))
+        progress(MODEL, 1, 1)
     try:
-        db = resolve_db(str(db_path) if db_path else None, embedder=embedder)
+        db = resolve_db(str(db_path) if db_path else None, embedder=embedder,
+                        progress=progress)
         background = None
         if _get(settings, "recognition.background"):
             from kiosk.gallery_io import load_image
@@ -104,9 +123,14 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None) -> Ki
                              background=background,
                              threshold=_get(settings, "recognition.threshold"),
                              k=_get(settings, "recognition.k"),
-                             unsure_margin=_get(settings, "checkout.unsure_margin", 0.03),
+                             unsure_margin=_get(settings, "checkout.unsure_margin", 0.06),
+                             product_floor=_get(settings, "checkout.product_floor"),
                              text_reader=make_text_reader(embedder)
-                             if _get(settings, "recognition.read_text", True) else None)
+                             if _get(settings, "recognition.read_text", True) else None,
+                             progress=progress,
+                             # pack text only re-ranks look-alikes: read it while selling,
+                             # where the reading does not hold this process's GIL
+                             defer_text=hasattr(embedder, "text_reader"))
     except BaseException:  # nothing left running: the model process, the camera
         if hasattr(embedder, "close"):
             embedder.close()
@@ -143,9 +167,14 @@ def build_window(parts: KioskParts, settings, settings_path=None) -> MainWindow:
 
 
 class StartingScreen(QWidget):
-    """Shown while the engine opens; shows the error (and Quit) when start-up fails."""
+    """Shown while the engine opens: what start-up is doing, how far it is and about how long
+    is left (fed by :meth:`report` from the worker thread); shows the error (and Quit) when
+    start-up fails."""
 
     quit = Signal()
+    # (stage, done, total) of kiosk.progress; emitted by report() on any thread, shown on the
+    # GUI thread
+    progressed = Signal(str, int, int)
 
     def __init__(self) -> None:
         super().__init__()
@@ -163,6 +192,10 @@ class StartingScreen(QWidget):
         self.quit_button.clicked.connect(self.quit)
         self.quit_button.hide()
         self._error = ""
+        self._progress: tuple[str, int, int] | None = None
+        self._rate_from: tuple[str, int, float] | None = None  # stage, done, when first seen
+        self._left_s: float | None = None
+        self.progressed.connect(self.show_progress, Qt.ConnectionType.QueuedConnection)
         lay = QVBoxLayout(self)
         lay.addStretch(1)
         lay.addWidget(self.title)
@@ -176,10 +209,66 @@ class StartingScreen(QWidget):
     def retranslate(self) -> None:
         self.setWindowTitle(self.tr("Self-checkout"))
         self.title.setText(self.tr("Self-checkout"))
-        self.message.setText(self.tr("Starting: loading the product recognition…")
-                             if not self._error else
+        self.message.setText(self._progress_text() if not self._error else
                              self.tr("Could not start: %1").replace("%1", self._error))
         self.quit_button.setText(self.tr("Quit"))
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        """A ``progress(stage, done, total)`` for :func:`open_parts`: safe on any thread."""
+        self.progressed.emit(str(stage), int(done), int(total))
+
+    def show_progress(self, stage: str, done: int, total: int, now: float | None = None
+                      ) -> None:
+        """Show a progress report (GUI thread).  The time left comes from the rate of this
+        stage so far (``now``: a ``time.monotonic()`` reading, for tests)."""
+        import time
+
+        from kiosk.progress import MODEL
+
+        now = time.monotonic() if now is None else float(now)
+        start = self._rate_from
+        if start is None or start[0] != stage or done < start[1]:
+            self._rate_from, self._left_s = (stage, done, now), None
+        elif done > start[1] and now - start[2] > 0.2:
+            rate = (done - start[1]) / (now - start[2])
+            self._left_s = max(0.0, (total - done) / rate)
+        self._progress = (stage, done, total)
+        if stage != MODEL and total > 0:
+            self.bar.setRange(0, total)
+            self.bar.setValue(min(done, total))
+        else:  # (how long the model takes to start is not known in advance)
+            self.bar.setRange(0, 0)
+        if not self._error:
+            self.retranslate()
+
+    def _progress_text(self) -> str:
+        from kiosk.progress import DEMO, EMBED, INDEX, MODEL, TEXT
+
+        starting = self.tr("Starting: loading the product recognition…")
+        if self._progress is None:
+            return starting
+        stage, done, total = self._progress
+        if stage == MODEL:
+            return (self.tr("Starting the product recognition model…") if done < total
+                    else starting)
+        text = {DEMO: self.tr("Building the demo catalogue: picture %1 of %2 — %3"),
+                EMBED: self.tr("Learning the catalogue's pictures: %1 of %2 — %3"),
+                TEXT: self.tr("Reading the text on the packs: %1 of %2 — %3"),
+                INDEX: self.tr("Building the search index: %1 of %2 — %3")}.get(stage)
+        if text is None or total <= 0:
+            return starting
+        return text.replace("%1", str(done)).replace("%2", str(total)).replace(
+            "%3", self._time_left())
+
+    def _time_left(self) -> str:
+        left = self._left_s
+        if left is None:
+            return self.tr("estimating…")
+        if left < 10:
+            return self.tr("almost done")
+        if left < 60:
+            return self.tr("about %1 s left").replace("%1", str(int(round(left / 5)) * 5))
+        return self.tr("about %1 min left").replace("%1", str(max(1, int(round(left / 60)))))
 
     def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.LanguageChange:
@@ -201,6 +290,11 @@ def setup_application(argv: list[str] | None = None, settings=None) -> QApplicat
     install_font(app, scale)
     apply_style(app, scale)
     i18n.set_language(app, str(_get(settings, "ui.language", "zh_CN") or "zh_CN"))
+    if _get(settings, "ui.touch_keyboard", True) and app.property("kioskKeyboard") is None:
+        from .keyboard import KeyboardManager
+
+        app.setProperty("kioskKeyboard", True)
+        app._kiosk_keyboard = KeyboardManager(app)  # (kept alive with the application)
     return app
 
 
@@ -259,6 +353,9 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
                       or _get(settings, "ui.fullscreen", False))
     splash = StartingScreen()
     splash.quit.connect(app.quit)
+    from kiosk.progress import Throttle
+
+    progress = Throttle(splash.report)  # (open_parts calls it on the worker thread)
     splash.showFullScreen() if kiosk_mode else splash.show()
     holder: dict[str, Any] = {}
 
@@ -270,6 +367,9 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
             splash.fail(str(exc))
             return
         holder["window"], holder["parts"] = window, parts
+        from kiosk.ui.store_sync import start_store_sync
+
+        holder["store"] = start_store_sync(window, parts, settings)  # None: no store server
         log.info("kiosk ready: camera %s, catalogue %s, model %s", parts.camera_source,
                  parts.db_path, getattr(parts.engine.embedder, "model_id", "?"))
         if first_receipt_exit is not None:
@@ -277,10 +377,14 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
         if _get(settings, "ui.kiosk_mode", False):
             window.lock_down()
         _quit_on_sigterm(app)  # again: importing paddle here (model_process off) replaces it
-        window.showFullScreen() if kiosk_mode else window.resize(1280, 800) or window.show()
+        window.show_fullscreen() if kiosk_mode else window.resize(1280, 800) or window.show()
         splash.close()
+        # selling by the pictures from here; the packs' words count as they are read (logged)
+        parts.engine.start_reading_text()
 
     def shutdown() -> None:
+        if holder.get("store") is not None:
+            holder["store"].stop()
         window = holder.get("window")
         if window is not None:
             window._allow_close = True
@@ -306,7 +410,7 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
             app.quit()
 
         QTimer.singleShot(int(first_receipt_exit * 1000), too_late)
-    run_task(open_parts, settings, on_done=started, on_error=splash.fail)
+    run_task(open_parts, settings, progress=progress, on_done=started, on_error=splash.fail)
     status = app.exec()
     return holder.get("status", status)
 

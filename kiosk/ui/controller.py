@@ -152,6 +152,9 @@ class KioskController(QObject):
             self._thread.quit()
             self._thread.wait(5000)
         self._stop_capture()
+        flush = getattr(getattr(self.session, "on_answer", None), "flush", None)
+        if flush is not None:  # answers still being learned land before the catalogue closes
+            flush()
 
     @property
     def worker(self) -> RecognitionWorker:

@@ -416,12 +416,19 @@ class MainWindow(QMainWindow):
         if self.staff_page is None:
             self.staff_page = StaffPage(self.controller)
             self.staff_page.leave.connect(self.leave_staff)
-            self.stack.addWidget(self.staff_page)
+            # staff mode scrolls on a small screen instead of growing the window past it
+            from PySide6.QtWidgets import QFrame, QScrollArea
+
+            self.staff_scroll = QScrollArea(objectName="StaffScroll")
+            self.staff_scroll.setWidgetResizable(True)
+            self.staff_scroll.setFrameShape(QFrame.Shape.NoFrame)
+            self.staff_scroll.setWidget(self.staff_page)
+            self.stack.addWidget(self.staff_scroll)
         self.staff_session = StaffSession(self.staff_timeout_s)
         self.staff_session.touch()
         QApplication.instance().installEventFilter(self._activity)
         self.staff_timer.start()
-        self.stack.setCurrentWidget(self.staff_page)
+        self.stack.setCurrentWidget(self.staff_scroll)
         self.staff_button.hide()
         self.call_button.hide()
         self.controller.set_staff_present(True)
@@ -441,7 +448,7 @@ class MainWindow(QMainWindow):
 
     @property
     def in_staff_mode(self) -> bool:
-        return self.staff_page is not None and self.stack.currentWidget() is self.staff_page
+        return self.staff_page is not None and self.stack.currentWidget() is self.staff_scroll
 
     def _staff_activity(self) -> None:
         if self.staff_session is not None:

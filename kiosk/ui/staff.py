@@ -36,6 +36,7 @@ from kiosk.enrol import DISAGREES, NO_ITEM, EnrolRefused, LookalikeNeedsConfirma
 from kiosk.money import format_price, parse_price
 
 from .cashiers_tab import CashiersTab
+from .learned_tab import LearnedTab
 from .images import bgr_to_pixmap, file_thumbnail, product_thumbnail
 from .tasks import run_task
 from .tray_view import TrayView
@@ -72,7 +73,7 @@ class EnrolTab(QWidget):
         self.lookalike_dialog: LookalikeDialog | None = None  # open while staff decide
 
         self.preview = TrayView()
-        self.preview.setMinimumSize(480, 270)
+        self.preview.setMinimumSize(320, 180)  # (staff mode fits a 1280 x 800 screen)
         self.guide = QLabel(objectName="Hint")
         self.guide.setWordWrap(True)
         self.capture_button = QPushButton(objectName="PrimaryButton")
@@ -95,6 +96,8 @@ class EnrolTab(QWidget):
         self.sku = QLineEdit()
         self.price = QLineEdit()
         self.barcode = QLineEdit()
+        self.price.setProperty("keyboard", "digits")
+        self.barcode.setProperty("keyboard", "digits")
         self.form = QFormLayout()
         self.form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
         self._form_labels = [QLabel() for _ in range(4)]
@@ -883,6 +886,15 @@ class AuditTab(QWidget):
             "cashier_code_set": self.tr("Cashier code changed"),
             "cashier_badge_set": self.tr("Cashier badge changed"),
             "cashier_code_lockout": self.tr("Cashier codes locked"),
+            "learn_view": self.tr("View learned from an answer"),
+            "learn_view_queued": self.tr("Learned view waiting for approval"),
+            "learn_view_approved": self.tr("Learned view approved"),
+            "learn_view_undone": self.tr("Learned view undone"),
+            "learn_view_purged": self.tr("Learned view deleted"),
+            "learn_view_evicted": self.tr("Learned view dropped (view budget)"),
+            "learn_view_refused": self.tr("Answer not learned (limit per cashier)"),
+            "calibrate": self.tr("Operating point calibrated"),
+            "model_swap": self.tr("Recognition model replaced (retrained)"),
         }.get(action, action)
 
     def _key(self, key: str) -> str:
@@ -1033,9 +1045,14 @@ class StaffPage(QWidget):
         self.tray = TrayTab(controller)
         self.camera = CameraTab(controller)
         self.cashiers = CashiersTab(controller)
+        self.learned = LearnedTab(controller)
         self.audit = AuditTab(controller)
-        for t in (self.enrol, self.catalogue, self.tray, self.camera, self.cashiers, self.audit):
+        for t in (self.enrol, self.catalogue, self.tray, self.camera, self.cashiers, self.learned,
+                  self.audit):
             self.tabs.addTab(t, "")
+        from .store_tab import add_store_tab
+
+        add_store_tab(self)  # the Store tab, only with a store server ([store] server)
         self.tabs.currentChanged.connect(self._tab_changed)
         top = QHBoxLayout()
         top.addWidget(self.title)
@@ -1051,7 +1068,7 @@ class StaffPage(QWidget):
         self.back.setText(self.tr("Back to checkout"))
         for i, text in enumerate((self.tr("Enrol new product"), self.tr("Catalogue"),
                                   self.tr("Tray"), self.tr("Camera"), self.tr("Cashiers"),
-                                  self.tr("Audit log & backup"))):
+                                  self.tr("Learned views"), self.tr("Audit log & backup"))):
             self.tabs.setTabText(i, text.replace("&", "&&"))  # a literal "&", not a shortcut
 
     def _tab_changed(self, i: int) -> None:
@@ -1059,6 +1076,8 @@ class StaffPage(QWidget):
             self.catalogue.refresh()
         elif self.tabs.widget(i) is self.cashiers:
             self.cashiers.refresh()
+        elif self.tabs.widget(i) is self.learned:
+            self.learned.refresh()
         elif self.tabs.widget(i) is self.audit:
             self.audit.refresh()
 
