@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from kiosk.cashier_auth import (
-    AttendantSession,
     Cashier,
     CashierAuth,
     CodeFormatError,
@@ -251,27 +250,6 @@ def test_audit_rows_carry_role_and_never_the_code(store):
     text = json.dumps(rows, ensure_ascii=False, default=str)
     for secret in ("86420", "97531", "11111", "CARD-SECRET-1"):
         assert secret not in text
-
-
-def test_attendant_session():
-    c = Cashier("C001", "王芳", True, False)
-    s = AttendantSession(c, "badge", now=0)
-    assert (s.cashier, s.how, s.cashier_id, s.timeout_s) == (c, "badge", "C001", 60.0)
-    assert not s.expired(now=59)
-    s.touch(now=30)
-    assert s.remaining(now=50) == 40 and not s.expired(now=89)
-    assert s.expired(now=90)
-    s.end()
-    assert s.expired(now=31) and s.remaining(now=31) == 0
-    t = [5.0]
-    s2 = AttendantSession(c, timeout_s=2, clock=lambda: t[0])
-    assert s2.how == "code" and not s2.expired()
-    t[0] = 7.0
-    assert s2.expired()
-    with pytest.raises(ValueError):
-        AttendantSession(c, "pin")
-    with pytest.raises(ValueError):
-        AttendantSession(c, timeout_s=0)
 
 
 # ------------------------------------------------------------------------------ command line
