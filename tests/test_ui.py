@@ -934,3 +934,37 @@ def test_on_screen_keyboard_types_a_search_and_a_price(qtbot, make_kiosk):
     for key in "7.50":
         QTest.mouseClick(board.keys[key], Qt.MouseButton.LeftButton)
     assert enrol.price.text() == "7.50"
+
+
+def test_a_cashier_answer_is_learned_and_recognised_at_once_in_the_window(qtbot, make_kiosk):
+    # a new pack of red bull the catalogue has a product for, but no picture of yet
+    def new_pack(engine):
+        engine.remove_product("DEMO-011")
+        engine.catalog.add_product("RB-NEW", "红牛 新包装", 650, role="staff")
+
+    w = make_kiosk([("add", "DEMO-011", 500, 330, 0), ("until", "take"),
+                    ("remove", "DEMO-011"), ("wait", 1.0), ("add", "DEMO-011", 900, 420, 40),
+                    ("wait", 60)], prepare=new_pack)
+    add_cashier(w)
+    qtbot.waitUntil(lambda: w.controller.state is not None and len(w.controller.state.items) == 1
+                    and w.controller.state.items[0].needs_cashier, timeout=WAIT)
+    assert_nothing_payable(w)
+    dlg = open_as_cashier(qtbot, w, w.controller.state.items[0])
+    dlg.search.setText("RB-NEW")
+    dlg.run_search()
+    li = dlg.candidates.item(0)
+    QTest.mouseClick(dlg.candidates.viewport(), Qt.MouseButton.LeftButton,
+                     Qt.KeyboardModifier.NoModifier, dlg.candidates.visualItemRect(li).center())
+    qtbot.waitUntil(lambda: receipt_skus(w) == Counter({"RB-NEW": 1}), timeout=WAIT)
+    catalog = w.controller.engine.catalog
+    qtbot.waitUntil(lambda: catalog.gallery_counts().get("RB-NEW", 0) > 0, timeout=WAIT)
+    w.controller.end_attendant()
+    # the shopper takes the can off and puts it back elsewhere: no cashier needed this time
+    w.camera.go("take")
+    qtbot.waitUntil(lambda: w.controller.state.payable and receipt_skus(w) == Counter(
+        {"RB-NEW": 1}) and w.controller.state.items[0].source == "recognized",
+        timeout=2 * WAIT)
+    assert w.controller.state.attendant is None and w.controller.state.calls == ()
+    assert w.receipt.total_label.text() == "¥6.50"
+    row = catalog.audit_log(None)
+    assert any(r["actor"] == "C001" and "learn" in r["action"] for r in row)
