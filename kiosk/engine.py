@@ -865,7 +865,19 @@ class Engine:
             if self.index.dirty or not self.index_path.exists():
                 self.index.save(self.index_path)
 
+    def add_close_hook(self, fn) -> None:
+        """Run ``fn()`` first when the engine closes (e.g. a learner's queue is finished while
+        the catalogue and the index are still open)."""
+        hooks = self.__dict__.setdefault("_close_hooks", [])
+        if fn not in hooks:
+            hooks.append(fn)
+
     def close(self) -> None:
+        for fn in self.__dict__.get("_close_hooks", ()):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - closing goes on
+                log.exception("closing: %r", fn)
         self._text_stop.set()  # background text reading ends after the image it reads
         if not self.wait_for_text(60):
             log.warning("background pack-text reading did not stop")

@@ -148,6 +148,10 @@ class Learner:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._queue = self._queue or queue.Queue()
+                # nothing may be learned into a closed catalogue or index: the engine waits
+                hook = getattr(self.engine, "add_close_hook", None)
+                if callable(hook):
+                    hook(self.flush)
                 self._thread = threading.Thread(target=self._work, name="kiosk-learner",
                                                 daemon=True)
                 self._thread.start()
