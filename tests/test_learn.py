@@ -327,8 +327,11 @@ def test_eval_stream_command_line(capsys, stream_lists, tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ staff mode
-def test_staff_review_approves_undoes_and_purges(qtbot, engine, cola):
+def test_staff_review_approves_undoes_and_purges(qtbot, qapp, engine, cola):
+    from kiosk.ui import i18n
     from kiosk.ui.learned_tab import LearnedTab
+
+    i18n.set_language(qapp, "en")  # (earlier tests may have left the UI in Chinese)
 
     learner = Learner(engine, LearnPolicy(approval="queue"))
     vid = learner(cola, "NEW-1", cashier="C001").view_id
