@@ -354,6 +354,11 @@ def test_staff_review_approves_undoes_and_purges(qtbot, qapp, engine, cola):
     tab.purge_button.click()
     assert engine.catalog.get_learned_view(vid)["status"] == "purged"
     assert [a["role"] for a in engine.catalog.audit_log(3)] == ["staff"] * 3
+    tab.close()
+    tab.deleteLater()  # gone before its catalogue closes (no late LanguageChange)
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
 # ------------------------------------------------------------------ per-product thresholds

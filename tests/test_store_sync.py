@@ -718,6 +718,12 @@ def test_price_change_during_a_basket_applies_as_the_store_chooses(store, tmp_pa
     charges it at once, "keep" only from the next customer (the empty tray)."""
     from types import SimpleNamespace
 
+    from PySide6.QtWidgets import QApplication
+
+    from kiosk.ui import i18n
+
+    i18n.set_language(QApplication.instance(), "en")  # (earlier tests may leave Chinese on)
+
     from PySide6.QtCore import QObject, Signal
     from PySide6.QtWidgets import QWidget
 

@@ -105,7 +105,8 @@ class LearnedTab(QWidget):
         self.undo_button.setText(self.tr("Undo"))
         self.purge_button.setText(self.tr("Delete for good"))
         self._show_message()
-        self.refresh()
+        if self.isVisible():  # (a hidden tab re-reads its rows when it is shown again)
+            self.refresh()
 
     def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.LanguageChange:
