@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .settings import Settings
+from kiosk.settings import Settings
 
 
 def _get(settings: Any, dotted: str, default: Any = None) -> Any:
@@ -20,7 +20,7 @@ def _get(settings: Any, dotted: str, default: Any = None) -> Any:
 
 def cashier_auth(catalog, settings: Settings | None = None):
     """The cashier accounts of ``catalog`` with the settings' lockout rules."""
-    from .cashier_auth import CashierAuth
+    from kiosk.cashier_auth import CashierAuth
 
     return CashierAuth(catalog,
                        max_attempts=int(_get(settings, "cashier.max_code_attempts", 5)),
@@ -35,9 +35,9 @@ def checkout_session(engine, settings: Settings | None = None, **overrides):
     ``[learning]`` settings say (:class:`kiosk.learn.Learner` as ``on_answer``), and the
     ``[recognition]``, ``[checkout]`` and ``[cashier]`` settings.  ``overrides``: keyword
     arguments of the session (tests: e.g. a shorter ``settle_ms``)."""
-    from .calls import CallBoard
-    from .learn import learner_for
-    from .session import CheckoutSession
+    from kiosk.calls import CallBoard
+    from kiosk.learn import learner_for
+    from kiosk.session import CheckoutSession
 
     settings = settings if settings is not None else Settings()
     auth = cashier_auth(engine.catalog, settings)

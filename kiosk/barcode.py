@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .catalog import check_barcode
+from kiosk.catalog import check_barcode
 
 _MIN_SIDE = 240  # smaller images are upscaled before decoding
 _MAX_SIDE = 1600  # larger images are downscaled

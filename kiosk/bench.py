@@ -33,7 +33,7 @@ def _peak_rss_mb() -> float:
 
 def bench_trays(engine, repeat: int = 7) -> dict:
     """Stage timings and image-to-receipt time for demo trays of 1, 5 and 15 items."""
-    from .demo_catalog import random_tray
+    from kiosk.demo_catalog import random_tray
 
     rng = np.random.default_rng(7)
     out: dict = {"tray_ms": {}}
@@ -70,10 +70,10 @@ def _synthetic_gallery(n_products: int, views: int, dim: int, seed: int = 0):
 
 def bench_gallery(embedder, n_vectors: int = 100_000, views: int = 5,
                   progress: Callable[[str], None] = lambda m: None) -> dict:
-    from .catalog import Catalog
-    from .detect import make_detector
-    from .embed import Embeddings
-    from .engine import Engine
+    from kiosk.catalog import Catalog
+    from kiosk.detect import make_detector
+    from kiosk.embed import Embeddings
+    from kiosk.engine import Engine
 
     n_products = n_vectors // views
     dim, model = embedder.dim, embedder.model_id
@@ -142,15 +142,15 @@ def bench_gallery(embedder, n_vectors: int = 100_000, views: int = 5,
 
 
 def run_bench(quick: bool = False, progress: Callable[[str], None] = lambda m: None) -> dict:
-    from .demo_catalog import build_demo_catalog
-    from .embed import load_embedder
-    from .engine import Engine
+    from kiosk.demo_catalog import build_demo_catalog
+    from kiosk.embed import load_embedder
+    from kiosk.engine import Engine
 
     t0 = time.perf_counter()
     embedder = load_embedder()
     model_load_ms = round((time.perf_counter() - t0) * 1e3, 1)
     result: dict = {"model_id": embedder.model_id, "model_load_ms": model_load_ms}
-    from .text import make_text_reader
+    from kiosk.text import make_text_reader
 
     reader = make_text_reader()
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-demo-") as tmp:
@@ -168,8 +168,8 @@ def run_bench(quick: bool = False, progress: Callable[[str], None] = lambda m: N
             engine = Engine.open(db, embedder=embedder, text_reader=reader)
             result["with_pack_text"] = bench_trays(engine)
             engine.close()
-            from .demo_catalog import DEMO_LIST
-            from .gallery_io import load_image, parse_gallery_list
+            from kiosk.demo_catalog import DEMO_LIST
+            from kiosk.gallery_io import load_image, parse_gallery_list
 
             crop = load_image(next(iter(parse_gallery_list(DEMO_LIST))).path)
             result["pack_text_read_ms"] = _median_ms(lambda: reader.read(crop), 7)

@@ -29,7 +29,7 @@ DEFAULT_FLOORS = (None, 0.1, 0.05, 0.0)
 
 
 def _outcomes(engine, decisions, labels, margin: float) -> list[str]:
-    from .session import price_rivals
+    from kiosk.session import price_rivals
 
     out = []
     old = engine.decider.unsure_margin
@@ -104,7 +104,7 @@ def calibrate(engine, silent_rate: float = 0.01, margins=DEFAULT_MARGINS,
     with the lowest expected cashier rate among those whose expected silent rate is at most
     ``silent_rate`` (see the module docstring); without one, the lowest silent rate.  With the
     expected rates of every pair tried (``table``)."""
-    from .decide import ProductFloors
+    from kiosk.decide import ProductFloors
 
     if not 0 <= silent_rate < 1:
         raise ValueError("silent rate must be in [0, 1)")

@@ -315,7 +315,7 @@ def open_camera(spec: str, width: int = 1280, height: int = 720,
                           "/dev/videoN, a video file or an image folder")
     m = re.fullmatch(r"demo(?::(\d+))?", s, flags=re.IGNORECASE)
     if m:
-        from .demo_camera import DemoCamera
+        from kiosk.demo_camera import DemoCamera
 
         return DemoCamera(fps=fps or 30, seed=int(m.group(1) or 0), size=(width, height))
     if s.isdigit():

@@ -876,7 +876,7 @@ class Catalog:
         """Store the words ``reader`` read on gallery files of ``sku``: rows of (file, source,
         words); ``source`` is the file actually read (a half-turned copy names its original).
         Replaces what that reader stored before for those files."""
-        from .text import dumps_words
+        from kiosk.text import dumps_words
 
         _check_text(reader, "reader")
         checked = []
@@ -896,7 +896,7 @@ class Catalog:
     def gallery_words(self, reader: str) -> dict[str, list[tuple[str, ...]]]:
         """Active products' words as read by ``reader``: one word list per view actually read
         (copies folded into their source), only for files still in the gallery."""
-        from .text import loads_words
+        from kiosk.text import loads_words
 
         rows = self._rows(
             "SELECT t.sku, t.source, MIN(t.words) FROM gallery_text t "

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .catalog import Catalog
+from kiosk.catalog import Catalog
 
 
 def catalog_lists(catalog: Catalog, model_id: str, folder: Path, holdout: float = 0.2,
@@ -79,9 +79,9 @@ def catalog_lists(catalog: Catalog, model_id: str, folder: Path, holdout: float 
 
 def compare(embedders: dict, gallery: Path, query: Path, unsure_margin: float) -> dict:
     """recall@1 and accuracy at the operating point of each embedder on the held-out views."""
-    from .decide import Decider
-    from .engine import model_threshold
-    from .evaluate import evaluate_lists
+    from kiosk.decide import Decider
+    from kiosk.engine import model_threshold
+    from kiosk.evaluate import evaluate_lists
 
     out = {}
     for name, emb in embedders.items():
@@ -96,8 +96,8 @@ def embed_catalog(catalog: Catalog, embedder, log_fn: Callable[[str], None] = la
                   ) -> int:
     """Embed every gallery picture of ``catalog`` with ``embedder`` (rows under its model id,
     next to the current model's) in one transaction; returns how many."""
-    from .embed import Embeddings
-    from .gallery_io import load_image
+    from kiosk.embed import Embeddings
+    from kiosk.gallery_io import load_image
 
     have = {(r["sku"], r["file"]) for r in catalog.gallery_rows(model_id=embedder.model_id)}
     todo = [sf for sf in catalog.gallery_files() if sf not in have]
@@ -118,7 +118,7 @@ def take_model(catalog: Catalog, current, new, folder: Path, result: dict | None
     """Swap in model ``new`` (exported in ``folder``): every gallery picture embedded with it
     first, then ``[recognition] model`` written in one atomic replace of the settings file,
     audited.  Returns the pictures embedded."""
-    from .settings import Settings, save_settings, with_changes
+    from kiosk.settings import Settings, save_settings, with_changes
 
     n = embed_catalog(catalog, new, log_fn)
     result = result or {}
@@ -140,9 +140,9 @@ def train_from_catalog(db: Path, current, out_dir: Path, *, base_lists=(), cfg=N
     the new model was taken)."""
     import tempfile
 
-    from .embed import load_embedder
-    from .engine import model_threshold
-    from .train import TrainConfig, run_training
+    from kiosk.embed import load_embedder
+    from kiosk.engine import model_threshold
+    from kiosk.train import TrainConfig, run_training
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)

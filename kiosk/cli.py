@@ -20,7 +20,7 @@ class CliError(Exception):
 
 # ---------------------------------------------------------------- helpers
 def _demo_db() -> Path:
-    from .paths import data_dir
+    from kiosk.paths import data_dir
 
     return data_dir() / "demo" / "catalog.db"
 
@@ -46,7 +46,7 @@ def resolve_db(arg: str | None, embedder=None, *, must_exist: bool = False,
     ``embedder`` when given).  ``must_exist``: a catalogue named by --db, the settings or
     $KIOSK_DB that does not exist is a :class:`CliError` (for commands that never create
     one)."""
-    from .paths import default_db_path
+    from kiosk.paths import default_db_path
 
     settings = _CONTEXT["settings"]
     named = [(arg, "--db")]
@@ -60,7 +60,7 @@ def resolve_db(arg: str | None, embedder=None, *, must_exist: bool = False,
         return default_db_path()
     db = _demo_db()
     if not db.exists():
-        from .demo_catalog import build_demo_catalog
+        from kiosk.demo_catalog import build_demo_catalog
 
         print(f"no catalogue yet: using the built-in demo catalogue at {db}", file=sys.stderr)
         build_demo_catalog(db, embedder=embedder, progress=progress)
@@ -70,7 +70,7 @@ def resolve_db(arg: str | None, embedder=None, *, must_exist: bool = False,
 def _store_db(args) -> Path:
     """The catalogue a command that may create one writes to: --db, else the settings
     file's ``[paths] db``, else $KIOSK_DB, else the store catalogue (never the demo)."""
-    from .paths import default_db_path
+    from kiosk.paths import default_db_path
 
     if getattr(args, "db", None):
         return Path(args.db)
@@ -86,7 +86,7 @@ def _load_settings(path: str | None, *, strict: bool = True):
     """The settings file (``--settings``, else DATA_DIR/settings.toml); its ``[paths]
     data_dir`` becomes the data folder of this run.  A bad file is a :class:`CliError`
     (``strict``) or a warning."""
-    from .settings import SettingsError, load_settings
+    from kiosk.settings import SettingsError, load_settings
 
     try:
         if path and not Path(path).is_file():
@@ -148,7 +148,7 @@ def _print_json(obj) -> None:
 
 # ---------------------------------------------------------------- commands
 def cmd_setup(args) -> int:
-    from .embed.effnet_lite import ensure_converted
+    from kiosk.embed.effnet_lite import ensure_converted
 
     path = ensure_converted()
     print(f"model ready: {path}")
@@ -158,10 +158,10 @@ def cmd_setup(args) -> int:
 
 
 def cmd_gallery_import(args) -> int:
-    from .catalog import Catalog
-    from .embed import load_embedder
-    from .engine import Engine
-    from .gallery_io import import_gallery, parse_gallery_list, parse_products_csv, scan_folder
+    from kiosk.catalog import Catalog
+    from kiosk.embed import load_embedder
+    from kiosk.engine import Engine
+    from kiosk.gallery_io import import_gallery, parse_gallery_list, parse_products_csv, scan_folder
 
     src = Path(args.source)
     if not src.exists():
@@ -189,10 +189,10 @@ def cmd_gallery_import(args) -> int:
 
 
 def cmd_gallery_add(args) -> int:
-    from .engine import Engine
-    from .gallery_io import load_image
-    from .money import parse_price
-    from .text import make_text_reader
+    from kiosk.engine import Engine
+    from kiosk.gallery_io import load_image
+    from kiosk.money import parse_price
+    from kiosk.text import make_text_reader
 
     # the new views' pack text is read as a staff enrolment in the window reads it
     # the store catalogue (created by a first product); a --db that is not there is a typo
@@ -220,8 +220,8 @@ def cmd_gallery_add(args) -> int:
 
 
 def cmd_read_text(args) -> int:
-    from .engine import Engine
-    from .text import TextReader
+    from kiosk.engine import Engine
+    from kiosk.text import TextReader
 
     db = resolve_db(args.db, must_exist=True)
     engine = Engine.open(db, text_reader=TextReader(), text_backfill_limit=0)
@@ -236,7 +236,7 @@ def cmd_read_text(args) -> int:
 
 
 def cmd_gallery_remove(args) -> int:
-    from .engine import Engine
+    from kiosk.engine import Engine
 
     engine = Engine.open(_existing(_store_db(args), "--db" if args.db else "the catalogue"))
     try:
@@ -250,8 +250,8 @@ def cmd_gallery_remove(args) -> int:
 
 
 def cmd_gallery_list(args) -> int:
-    from .catalog import Catalog
-    from .money import format_price
+    from kiosk.catalog import Catalog
+    from kiosk.money import format_price
 
     cat = Catalog(resolve_db(args.db, must_exist=True))
     rows = []
@@ -271,7 +271,7 @@ def cmd_gallery_list(args) -> int:
 
 
 def cmd_backup(args) -> int:
-    from .backup import BackupError, backup
+    from kiosk.backup import BackupError, backup
 
     try:
         manifest = backup(_existing(_store_db(args), "--db" if args.db else "the catalogue"),
@@ -295,7 +295,7 @@ def cmd_backup(args) -> int:
 
 
 def cmd_restore(args) -> int:
-    from .backup import BackupError, restore
+    from kiosk.backup import BackupError, restore
 
     try:
         report = restore(Path(args.src), _store_db(args), role="cli")
@@ -315,9 +315,9 @@ def cmd_restore(args) -> int:
 
 
 def cmd_recognize(args) -> int:
-    from .engine import Engine
-    from .gallery_io import ImageError, load_image
-    from .money import format_price
+    from kiosk.engine import Engine
+    from kiosk.gallery_io import ImageError, load_image
+    from kiosk.money import format_price
 
     db = resolve_db(args.db, must_exist=True)
     background = load_image(Path(args.background)) if args.background else None
@@ -361,16 +361,16 @@ def cmd_recognize(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .decide import Decider
-    from .embed import load_embedder
-    from .engine import model_threshold
-    from .evaluate import evaluate_lists
+    from kiosk.decide import Decider
+    from kiosk.embed import load_embedder
+    from kiosk.engine import model_threshold
+    from kiosk.evaluate import evaluate_lists
 
     embedder = load_embedder(args.model)
     threshold = args.threshold if args.threshold is not None else model_threshold(embedder)
     reader = None
     if args.text:
-        from .text import TextReader
+        from kiosk.text import TextReader
 
         reader = TextReader()
     report = evaluate_lists(embedder, Path(args.gallery), Path(args.query),
@@ -381,8 +381,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_eval_trays(args) -> int:
-    from .embed import load_embedder
-    from .tray_eval import run_tray_eval
+    from kiosk.embed import load_embedder
+    from kiosk.tray_eval import run_tray_eval
 
     def progress(stage: str, done: int, total: int) -> None:
         print(f"\r{stage}: {done}/{total}", end="" if done < total else "\n",
@@ -391,7 +391,7 @@ def cmd_eval_trays(args) -> int:
     embedder = load_embedder(args.model)
     reader = None
     if args.text:
-        from .text import TextReader
+        from kiosk.text import TextReader
 
         reader = TextReader()
     report = run_tray_eval(embedder, Path(args.gallery), Path(args.query), n_trays=args.trays,
@@ -402,9 +402,9 @@ def cmd_eval_trays(args) -> int:
 
 
 def cmd_eval_stream(args) -> int:
-    from .embed import load_embedder
-    from .settings import Settings
-    from .stream_eval import run_stream
+    from kiosk.embed import load_embedder
+    from kiosk.settings import Settings
+    from kiosk.stream_eval import run_stream
 
     def progress(stage: str, done: int, total: int) -> None:
         if sys.stderr.isatty():
@@ -414,7 +414,7 @@ def cmd_eval_stream(args) -> int:
     embedder = load_embedder(args.model)
     reader = None
     if args.text:
-        from .text import TextReader
+        from kiosk.text import TextReader
 
         reader = TextReader()
     report = run_stream(embedder, Path(args.gallery), [Path(q) for q in args.query],
@@ -427,10 +427,10 @@ def cmd_eval_stream(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from .calibrate import calibrate
-    from .embed import load_embedder
-    from .engine import Engine
-    from .settings import Settings, default_settings_path, save_settings, with_changes
+    from kiosk.calibrate import calibrate
+    from kiosk.embed import load_embedder
+    from kiosk.engine import Engine
+    from kiosk.settings import Settings, default_settings_path, save_settings, with_changes
 
     embedder = load_embedder(args.model)
     db = resolve_db(args.db, embedder, must_exist=True)
@@ -475,7 +475,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_split_dev(args) -> int:
-    from .splits import dev_split, write_split
+    from kiosk.splits import dev_split, write_split
 
     split = dev_split(Path(args.dataset), seed=args.seed)
     for name, f in write_split(split, Path(args.out)).items():
@@ -486,10 +486,10 @@ def cmd_split_dev(args) -> int:
 def _train_from_catalog(args, cfg) -> int:
     import time
 
-    from .catalog_train import train_from_catalog
-    from .embed import load_embedder
-    from .paths import data_dir
-    from .settings import Settings, default_settings_path
+    from kiosk.catalog_train import train_from_catalog
+    from kiosk.embed import load_embedder
+    from kiosk.paths import data_dir
+    from kiosk.settings import Settings, default_settings_path
 
     try:  # a background job: the kiosk on the same PC keeps the CPU it needs
         os.nice(10)
@@ -512,7 +512,7 @@ def _train_from_catalog(args, cfg) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import TrainConfig, run_training
+    from kiosk.train import TrainConfig, run_training
 
     cfg = TrainConfig(inputs=tuple(args.inputs.split(",")), dim=args.dim, margin=args.margin,
                       epochs=args.epochs, views=args.views, seed=args.seed, blend=args.blend,
@@ -543,11 +543,11 @@ def cmd_train(args) -> int:
 
 def cmd_bench(args) -> int:
     if getattr(args, "store", None) is not None:
-        from .sync.bench import cmd_store_bench
+        from kiosk.sync.bench import cmd_store_bench
 
         return cmd_store_bench(args)
     if getattr(args, "soak", None) is not None:
-        from .soak import format_report, run_gui_soak, run_soak
+        from kiosk.soak import format_report, run_gui_soak, run_soak
 
         soak = run_gui_soak if getattr(args, "gui", False) else run_soak
         result = soak(args.soak, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -557,7 +557,7 @@ def cmd_bench(args) -> int:
             print(format_report(result))
         return 0 if result["pass"] else 1
     if getattr(args, "gui", False):
-        from .ui.bench_gui import run_gui_bench
+        from kiosk.ui.bench_gui import run_gui_bench
 
         result = run_gui_bench(progress=lambda msg: print(msg, file=sys.stderr),
                                model_process=not args.model_in_process)
@@ -567,7 +567,7 @@ def cmd_bench(args) -> int:
         else:
             print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
-    from .bench import run_bench
+    from kiosk.bench import run_bench
 
     result = run_bench(quick=args.quick, progress=lambda msg: print(msg, file=sys.stderr))
     if args.json:
@@ -581,8 +581,8 @@ def cmd_staff_pin(args) -> int:
     """Set the staff PIN from the kiosk PC (a technician with a shell), not the shop floor."""
     import getpass
 
-    from .catalog import Catalog
-    from .staff_auth import PinFormatError, StaffAuth, check_pin
+    from kiosk.catalog import Catalog
+    from kiosk.staff_auth import PinFormatError, StaffAuth, check_pin
 
     db = resolve_db(args.db, must_exist=True)
     if args.stdin or not sys.stdin.isatty():
@@ -609,8 +609,8 @@ def cmd_staff_pin(args) -> int:
 
 def cmd_cashier(args) -> int:
     """Cashier accounts (kiosk.cashier_auth): add, list, enable, disable; audited as "cli"."""
-    from .cashier_auth import CashierAuth, check_badge, check_cashier_id, check_code, check_name
-    from .catalog import Catalog
+    from kiosk.cashier_auth import CashierAuth, check_badge, check_cashier_id, check_code, check_name
+    from kiosk.catalog import Catalog
 
     # list / enable / disable on a mistyped --db is an error, not a new empty catalogue
     db = resolve_db(args.db, must_exist=args.cashier_command != "add")
@@ -673,7 +673,7 @@ def cmd_cashier(args) -> int:
 
 
 def run_gui(args) -> int:
-    from .ui.app import main as gui_main
+    from kiosk.ui.app import main as gui_main
 
     return gui_main(sys.argv[:1], settings_path=(getattr(args, "settings", None)
                                                  or getattr(args, "top_settings", None)),
@@ -682,7 +682,7 @@ def run_gui(args) -> int:
 
 
 def cmd_self_test(args) -> int:
-    from .selftest import main as self_test
+    from kiosk.selftest import main as self_test
 
     # reported, the self-test goes on with defaults
     settings = _load_settings(getattr(args, "top_settings", None), strict=False)
@@ -695,7 +695,7 @@ def cmd_self_test(args) -> int:
 
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from kiosk import __version__
 
     p = argparse.ArgumentParser(
         prog="kiosk", description="袋鼯麻麻 self-checkout kiosk (no command: start the kiosk)")
@@ -935,7 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --store: an existing server (default: a throw-away local one)")
     s.set_defaults(func=cmd_bench)
 
-    from .sync.cli import add_store_parser
+    from kiosk.sync.cli import add_store_parser
 
     add_store_parser(sub)
     return p
@@ -960,11 +960,11 @@ def _early_data_dir(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # everything the kiosk writes (catalogue, pictures, backups) is owner-only
-    from .logs import setup_logging
+    from kiosk.logs import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_embed-server"]:  # the bundle's embedding child process (kiosk.embed.remote)
-        from .embed.remote import serve
+        from kiosk.embed.remote import serve
 
         return serve(argv[1:])
     try:

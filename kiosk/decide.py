@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .retrieve import Neighbours
+from kiosk.retrieve import Neighbours
 
 DEFAULT_K = 5
 DEFAULT_TEMPERATURE = 0.05

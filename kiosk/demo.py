@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .fonts import cjk_font
-from .paths import PROJECT_DIR
+from kiosk.fonts import cjk_font
+from kiosk.paths import PROJECT_DIR
 
 TRAY_SIZE = (1280, 720)  # width, height
 _SS = 3  # supersampling factor for package drawing
@@ -704,8 +704,8 @@ def gallery_frame(product: Product | str, view: int) -> RenderedTray:
 def gallery_view(product: Product | str, view: int) -> np.ndarray:
     """A gallery image as enrolment stores it: the item cut out of :func:`gallery_frame` by the
     tray segmenter and turned upright (:func:`kiosk.detect.item_crop`)."""
-    from .detect import item_crop
-    from .detect.tray import TraySegmenter
+    from kiosk.detect import item_crop
+    from kiosk.detect.tray import TraySegmenter
 
     frame = gallery_frame(product, view).image
     dets = TraySegmenter(background=empty_tray()).detect(frame)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import demo
-from .camera import CameraError
+from kiosk import demo
+from kiosk.camera import CameraError
 
 Step = tuple
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .detect import make_detector
-from .demo import DEMO_GALLERY_DIR, DEMO_RESOURCES_DIR, random_layout, render_tray
+from kiosk.detect import make_detector
+from kiosk.demo import DEMO_GALLERY_DIR, DEMO_RESOURCES_DIR, random_layout, render_tray
 
 DEMO_LIST = DEMO_GALLERY_DIR / "gallery_list.txt"
 DEMO_PRODUCTS = DEMO_RESOURCES_DIR / "products.csv"
@@ -30,10 +30,10 @@ def build_demo_catalog(db: str | Path, embedder=None, text_reader="auto",
     total)``: demo pictures enrolled so far (:mod:`kiosk.progress`)."""
     from collections import defaultdict
 
-    from .catalog import Catalog
-    from .embed import load_embedder
-    from .engine import Engine, background_path_for, index_path_for
-    from .gallery_io import load_image, parse_gallery_list, parse_products_csv
+    from kiosk.catalog import Catalog
+    from kiosk.embed import load_embedder
+    from kiosk.engine import Engine, background_path_for, index_path_for
+    from kiosk.gallery_io import load_image, parse_gallery_list, parse_products_csv
 
     db = Path(db)
     if db.exists():
@@ -52,12 +52,12 @@ def build_demo_catalog(db: str | Path, embedder=None, text_reader="auto",
         for row in products.values():
             catalog.add_product(row.sku, row.name, row.price, barcode=row.barcode)
     if text_reader == "auto":
-        from .text import make_text_reader
+        from kiosk.text import make_text_reader
 
         text_reader = make_text_reader(embedder)
     engine = Engine(catalog, embedder, make_detector("tray"), index_path=tmp_index,
                     text_reader=text_reader)
-    from .progress import DEMO, throttled
+    from kiosk.progress import DEMO, throttled
 
     progress = throttled(progress)
     total, done = sum(len(c) for c in views.values()), 0
@@ -81,7 +81,7 @@ def random_tray(n_items: int, rng: np.random.Generator):
     """A freshly rendered demo tray with ``n_items`` random demo products (some touching).
 
     Returns (BGR image, list of ground-truth skus)."""
-    from .demo import PRODUCTS
+    from kiosk.demo import PRODUCTS
 
     skus = [PRODUCTS[int(i)].sku for i in rng.integers(0, len(PRODUCTS), n_items)]
     layout = random_layout(skus, rng, touching=min(2, n_items // 3),
@@ -93,7 +93,7 @@ def random_tray(n_items: int, rng: np.random.Generator):
 def is_demo_catalog(catalog) -> bool:
     """True when ``catalog`` holds nothing but the built-in demo products (so nothing of a
     store's: first-use conveniences such as choosing the staff PIN on screen are safe)."""
-    from .gallery_io import parse_products_csv
+    from kiosk.gallery_io import parse_products_csv
 
     skus = {p.sku for p in catalog.list_products(active_only=False)}
     demo = set(parse_products_csv(DEMO_PRODUCTS))

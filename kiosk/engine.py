@@ -16,12 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .basket import Receipt, build_receipt
-from .catalog import Catalog, Product
-from .decide import Decider, Decision
-from .detect import Detections, Detector, make_detector
-from .embed import Embedder, Embeddings, load_embedder
-from .retrieve import VectorIndex
+from kiosk.basket import Receipt, build_receipt
+from kiosk.catalog import Catalog, Product
+from kiosk.decide import Decider, Decision
+from kiosk.detect import Detections, Detector, make_detector
+from kiosk.embed import Embedder, Embeddings, load_embedder
+from kiosk.retrieve import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,8 @@ class Engine:
                  decider: Decider | None = None, index_path: Path | None = None,
                  text_reader=None, text_backfill_limit: int | None = TEXT_BACKFILL_LIMIT,
                  progress=None, defer_text: bool = False) -> None:
-        from .progress import EMBED, TEXT, throttled
-        from .text import TextProfiles
+        from kiosk.progress import EMBED, TEXT, throttled
+        from kiosk.text import TextProfiles
 
         progress = throttled(progress)
         self.catalog = catalog
@@ -104,7 +104,7 @@ class Engine:
         self.decider = decider or Decider()
         self._view_of: dict[int, str] = {}  # gallery row -> its view (per-product thresholds)
         if self.decider.product_floor is not None:
-            from .decide import ProductFloors
+            from kiosk.decide import ProductFloors
 
             self.decider.floors = ProductFloors(self.decider.product_floor, self._floor_views)
         self.index_path = Path(index_path) if index_path else index_path_for(catalog.path)
@@ -159,8 +159,8 @@ class Engine:
         load or build the vector index.  ``progress(stage, done, total)`` (stages of
         :mod:`kiosk.progress`: "embed", "text", "index") is told how that goes, at most
         about ten times a second, on the calling thread."""
-        from .gallery_io import load_image
-        from .settings import CheckoutSettings
+        from kiosk.gallery_io import load_image
+        from kiosk.settings import CheckoutSettings
 
         db_path = Path(db_path)
         catalog = Catalog(db_path)
@@ -219,7 +219,7 @@ class Engine:
         """Rebuild the products' text profiles from the catalogue (active products only)."""
         if self.text_reader is None:
             return
-        from .text import TextProfiles
+        from kiosk.text import TextProfiles
 
         words = self.catalog.gallery_words(self.text_reader.reader_id)
         n = sum(1 for p in list(self._products.values()) if p.active)  # (may run off the lock)
@@ -237,7 +237,7 @@ class Engine:
         are stored (for reading while the engine recognises)."""
         if self.text_reader is None:
             return 0
-        from .gallery_io import load_image
+        from kiosk.gallery_io import load_image
 
         todo = self.catalog.files_without_words(self.text_reader.reader_id)
         self.text_missing = max(0, len(todo) - limit) if limit is not None else 0
@@ -291,7 +291,7 @@ class Engine:
     def _load_text_reader(self, progress) -> None:
         """Have the reader load its models now (a blank picture read: seconds, once), while
         start-up is on screen, rather than in front of a shopper's first tray."""
-        from .progress import MODEL
+        from kiosk.progress import MODEL
 
         progress(MODEL, 0, 1)
         try:
@@ -308,7 +308,7 @@ class Engine:
         products whose words have not arrived; each product's words count as soon as they
         are read.  ``progress(stage, done, total)`` as for :meth:`open` (stage "text").
         Returns the thread, or None when there is nothing to read.  :meth:`close` stops it."""
-        from .progress import TEXT, throttled
+        from kiosk.progress import TEXT, throttled
 
         if self.text_reader is None or not self.text_pending or self._text_thread is not None:
             return None
@@ -406,7 +406,7 @@ class Engine:
         stale = self.catalog.stale_models(model)
         if not stale:
             return 0
-        from .gallery_io import load_image
+        from kiosk.gallery_io import load_image
 
         have = {(r["sku"], r["file"]) for r in self.catalog.gallery_rows(model_id=model)}
         todo = [sf for sf in self.catalog.gallery_files() if sf not in have]
@@ -619,7 +619,7 @@ class Engine:
 
     def _cut_views(self, frames: Sequence[np.ndarray]
                    ) -> tuple[list[np.ndarray | None], list]:
-        from .enrol import count_problem
+        from kiosk.enrol import count_problem
 
         crops, problems = [], []
         for n, frame in enumerate(frames):
@@ -638,7 +638,7 @@ class Engine:
         stores, so :meth:`enrol_product` embeds each view once."""
         import cv2
 
-        from .enrol import EnrolCheck, problems_from_agreement, view_agreement
+        from kiosk.enrol import EnrolCheck, problems_from_agreement, view_agreement
 
         frames = list(frames)
         crops, problems = self._cut_views(frames)
@@ -656,7 +656,7 @@ class Engine:
     def _lookalikes(self, views: np.ndarray, exclude: str | None = None) -> list:
         """Existing products whose gallery some view comes as close to as their own pictures
         are to each other (:func:`kiosk.enrol.lookalike_floor`), closest first."""
-        from .enrol import Lookalike, lookalike_floor, usual_similarity
+        from kiosk.enrol import Lookalike, lookalike_floor, usual_similarity
 
         threshold = self.decider.threshold
         with self._lock:
@@ -701,7 +701,7 @@ class Engine:
         stored.  (A new product from the staff screen goes through :meth:`enrol_product`,
         which also checks that the views agree and are not a near-duplicate.)
         """
-        from .enrol import EnrolCheck, EnrolRefused
+        from kiosk.enrol import EnrolCheck, EnrolRefused
 
         frames = list(frames)
         crops, problems = self._cut_views(frames)
@@ -721,7 +721,7 @@ class Engine:
         (``confirm_lookalike``), and a confirmed one is audited as
         ``enrol_lookalike_confirmed``.  Then the product and its views land in one transaction
         and the vector index is saved.  Returns the gallery row ids."""
-        from .enrol import EnrolRefused, LookalikeNeedsConfirmation
+        from kiosk.enrol import EnrolRefused, LookalikeNeedsConfirmation
 
         if self.catalog.get_product(sku) is not None:
             raise ValueError(f"a product with SKU {sku!r} already exists")
@@ -894,6 +894,6 @@ def _is_half_turn(a: np.ndarray, b: np.ndarray, tol: float = 6.0) -> bool:
 
 def model_threshold(embedder: Embedder) -> float:
     """The model's calibrated threshold if its config has one, else the default."""
-    from .decide import DEFAULT_THRESHOLD
+    from kiosk.decide import DEFAULT_THRESHOLD
 
     return float(getattr(embedder, "threshold", None) or DEFAULT_THRESHOLD)

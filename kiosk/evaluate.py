@@ -12,9 +12,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .decide import Decider
-from .embed import Embedder, Embeddings
-from .retrieve import VectorIndex
+from kiosk.decide import Decider
+from kiosk.embed import Embedder, Embeddings
+from kiosk.retrieve import VectorIndex
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class EvalReport:
 
 def embed_files(embedder: Embedder, paths: Sequence[Path], batch: int = 32,
                 progress: Callable[[int, int], None] | None = None) -> Embeddings:
-    from .gallery_io import load_image
+    from kiosk.gallery_io import load_image
 
     chunks = []
     for start in range(0, len(paths), batch):
@@ -135,7 +135,7 @@ def evaluate_lists(embedder: Embedder, gallery_list: Path, query_list: Path,
                    decider: Decider, progress=None, text_reader=None) -> EvalReport:
     """With ``text_reader`` the gallery images' pack text is read (as an enrolment would) and
     queries whose close candidates have text are read and re-ranked as the kiosk does."""
-    from .gallery_io import load_image, parse_gallery_list
+    from kiosk.gallery_io import load_image, parse_gallery_list
 
     g_entries = parse_gallery_list(gallery_list)
     q_entries = parse_gallery_list(query_list)
@@ -143,7 +143,7 @@ def evaluate_lists(embedder: Embedder, gallery_list: Path, query_list: Path,
     q = embed_files(embedder, [e.path for e in q_entries], progress=progress)
     text = None
     if text_reader is not None:
-        from .text import TextProfiles
+        from kiosk.text import TextProfiles
 
         views: dict[str, list] = {}
         for n, e in enumerate(g_entries):

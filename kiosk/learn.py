@@ -41,7 +41,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from .embed import Embeddings
+from kiosk.embed import Embeddings
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +312,7 @@ class Learner:
     def approve(self, view_id: int, *, role: str = "staff", actor: str | None = None
                 ) -> LearnResult:
         """Put a queued (or undone) view into the gallery: searchable at once."""
-        from .gallery_io import load_image
+        from kiosk.gallery_io import load_image
 
         with self._lock:
             v = self._get(view_id)

@@ -36,7 +36,7 @@ class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
 
 def log_dir() -> Path:
-    from .paths import data_dir
+    from kiosk.paths import data_dir
 
     return data_dir() / "logs"
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .money import format_price
+from kiosk.money import format_price
 
 log = logging.getLogger(__name__)
 
@@ -523,7 +523,7 @@ def receipt_dir(settings) -> Path:
     data_dir = getattr(settings, "data_dir", None)
     if callable(data_dir):
         return data_dir() / "receipts"
-    from .paths import data_dir as default_data_dir
+    from kiosk.paths import data_dir as default_data_dir
 
     return default_data_dir() / "receipts"
 
@@ -539,7 +539,7 @@ def _glyph(c: str, cells: int, cell: int, bold: bool):
     monospaced: 12 x 24 dots, Chinese 24 x 24)."""
     from PIL import Image, ImageDraw
 
-    from .fonts import cjk_font
+    from kiosk.fonts import cjk_font
 
     font = cjk_font(2 * cell - 2)
     box_w, box_h = cells * cell, 2 * cell

@@ -130,9 +130,9 @@ class SelfTest:
 
     # -- runtime
     def check_runtime(self) -> str:
-        from . import __version__
-        from .paddle_runtime import import_paddle, num_cpu_threads
-        from .paths import is_bundle, PROJECT_DIR
+        from kiosk import __version__
+        from kiosk.paddle_runtime import import_paddle, num_cpu_threads
+        from kiosk.paths import is_bundle, PROJECT_DIR
 
         paddle = import_paddle()
         import faiss
@@ -145,7 +145,7 @@ class SelfTest:
                 f"NumPy {numpy.__version__}; {num_cpu_threads()} CPU threads")
 
     def check_data_dir(self) -> str:
-        from .paths import data_dir
+        from kiosk.paths import data_dir
 
         folder = data_dir()
         probe = folder / f".selftest-{os.getpid()}"
@@ -164,9 +164,9 @@ class SelfTest:
     def check_model(self) -> str:
         import numpy as np
 
-        from .embed import load_embedder
-        from .demo_catalog import DEMO_LIST
-        from .gallery_io import load_image, parse_gallery_list
+        from kiosk.embed import load_embedder
+        from kiosk.demo_catalog import DEMO_LIST
+        from kiosk.gallery_io import load_image, parse_gallery_list
 
         t0 = time.perf_counter()
         self.embedder = load_embedder()
@@ -186,9 +186,9 @@ class SelfTest:
 
     # -- pack text
     def check_text(self) -> str:
-        from .demo_catalog import DEMO_LIST
-        from .gallery_io import load_image, parse_gallery_list
-        from .text import TextReader, ensure_models
+        from kiosk.demo_catalog import DEMO_LIST
+        from kiosk.gallery_io import load_image, parse_gallery_list
+        from kiosk.text import TextReader, ensure_models
 
         try:
             folder = ensure_models()
@@ -209,10 +209,10 @@ class SelfTest:
 
     # -- demo
     def check_demo_trays(self) -> str:
-        from .demo_catalog import build_demo_catalog
-        from .demo import DEMO_RESOURCES_DIR
-        from .engine import Engine
-        from .gallery_io import load_image
+        from kiosk.demo_catalog import build_demo_catalog
+        from kiosk.demo import DEMO_RESOURCES_DIR
+        from kiosk.engine import Engine
+        from kiosk.gallery_io import load_image
 
         if self.embedder is None:
             raise CheckFailed("skipped: the model did not load")
@@ -244,12 +244,12 @@ class SelfTest:
 
     # -- the store's catalogue
     def check_store_catalogue(self) -> str:
-        from .catalog import SCHEMA_VERSION, Catalog
-        from .engine import Engine
+        from kiosk.catalog import SCHEMA_VERSION, Catalog
+        from kiosk.engine import Engine
 
         db = self.db_path
         if db is None:
-            from .paths import default_db_path
+            from kiosk.paths import default_db_path
 
             db = default_db_path()
         db = Path(db)
@@ -303,9 +303,9 @@ class SelfTest:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
         from PySide6.QtGui import QImageReader
 
-        from .ui import i18n
-        from .ui.app import setup_application
-        from .ui.receipt_dialog import ReceiptDialog
+        from kiosk.ui import i18n
+        from kiosk.ui.app import setup_application
+        from kiosk.ui.receipt_dialog import ReceiptDialog
 
         app = setup_application(["kiosk"], self.settings)
         try:
@@ -339,15 +339,15 @@ class SelfTest:
     def check_receipt(self) -> str:
         """The receipt's printed text matches the sale: the PDF read back with pdftotext, and
         the ESC/POS bytes for both paper widths (GB18030 names, the total, the QR code)."""
-        from . import printer
-        from .money import format_price
+        from kiosk import printer
+        from kiosk.money import format_price
 
         tx = getattr(self, "_receipt_tx", None)
         if tx is None:
             raise CheckFailed("skipped: no receipt was printed to PDF (see the qt check)")
         kind = getattr(getattr(self.settings, "printer", None), "kind", "none") or "none"
         problems, done = [], []
-        from .ui.receipt_dialog import pdf_text
+        from kiosk.ui.receipt_dialog import pdf_text
 
         text = pdf_text(self._receipt_pdf)
         if text is not None:
@@ -387,7 +387,7 @@ class SelfTest:
 
     # -- camera
     def check_camera(self) -> str:
-        from .camera import _video_nodes
+        from kiosk.camera import _video_nodes
 
         source = None
         if self.settings is not None:
@@ -405,7 +405,7 @@ class SelfTest:
     def check_libraries(self) -> str:
         """Which shared libraries this process loaded, by origin.  A bundle must not pick up
         anything from a Python installation on the host (site-packages, a virtualenv, pyenv)."""
-        from .paths import PROJECT_DIR, is_bundle
+        from kiosk.paths import PROJECT_DIR, is_bundle
 
         try:
             maps = Path("/proc/self/maps").read_text().splitlines()

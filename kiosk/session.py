@@ -51,16 +51,16 @@ from typing import TYPE_CHECKING, Any, Callable
 import cv2
 import numpy as np
 
-from .basket import Receipt
-from .decide import Decision
-from .detect import item_crop
-from .track import match_in_place, match_moved, sig_diff, signature
+from kiosk.basket import Receipt
+from kiosk.decide import Decision
+from kiosk.detect import item_crop
+from kiosk.track import match_in_place, match_moved, sig_diff, signature
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .calls import Call, CallBoard
-    from .camera import Frame
-    from .catalog import Product
-    from .engine import Engine
+    from kiosk.calls import Call, CallBoard
+    from kiosk.camera import Frame
+    from kiosk.catalog import Product
+    from kiosk.engine import Engine
 
 # the checkout's phases (see the module docstring)
 NO_CAMERA = "no_camera"
@@ -660,7 +660,7 @@ class CheckoutSession:
         # barcode fallback (and cashier badges) for items recognition cannot name
         badges: list[tuple[_Track, Any]] = []
         if self.barcode:
-            from .barcode import read_barcodes
+            from kiosk.barcode import read_barcodes
 
             for j in range(len(boxes)):
                 t = match.get(j) or new[j]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import paths as _paths
+from kiosk import paths as _paths
 
 
 class SettingsError(ValueError):
@@ -109,7 +109,7 @@ def _currency(v: Any) -> str:
 
 
 def _server_url(v: Any) -> str:
-    from .sync.config import check_server_url
+    from kiosk.sync.config import check_server_url
 
     return check_server_url(v)
 

@@ -133,12 +133,12 @@ def _model_and_catalogue(embedder, db, tmp: Path, progress):
     """The model (loaded here unless given) and a catalogue (the demo one, built in ``tmp``,
     unless given)."""
     if embedder is None:
-        from .embed import load_embedder
+        from kiosk.embed import load_embedder
 
         progress("loading the model ...")
         embedder = load_embedder()
     if db is None:
-        from .demo_catalog import build_demo_catalog
+        from kiosk.demo_catalog import build_demo_catalog
 
         progress("demo catalogue ...")
         db = build_demo_catalog(tmp / "soak.db", embedder=embedder)
@@ -146,7 +146,7 @@ def _model_and_catalogue(embedder, db, tmp: Path, progress):
 
 
 def _open_engine(db, embedder, demo):
-    from .engine import Engine
+    from kiosk.engine import Engine
 
     engine = Engine.open(db, embedder=embedder, background=demo.background())
     if hasattr(engine.embedder, "batch_size"):  # in-process, as ui/app.py runs it then
@@ -161,9 +161,9 @@ def run_soak(minutes: float, *, embedder=None, db: str | Path | None = None, see
 
     ``embedder`` / ``db``: reuse a loaded embedder and a demo catalogue (it gets the sales);
     by default the embedder is loaded and a demo catalogue is built in a temporary folder."""
-    from .camera import CaptureThread, Frame
-    from .demo_camera import DemoCamera
-    from .session import CheckoutSession
+    from kiosk.camera import CaptureThread, Frame
+    from kiosk.demo_camera import DemoCamera
+    from kiosk.session import CheckoutSession
 
     if not float(minutes) > 0:
         raise ValueError(f"a soak needs a positive number of minutes, got {minutes!r}")
@@ -287,10 +287,10 @@ def run_gui_soak(minutes: float, *, embedder=None, db: str | Path | None = None,
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QDialog
 
-    from .demo_camera import DemoCamera
-    from .session import CheckoutSession
-    from .settings import Settings
-    from .ui.app import KioskParts, build_window, setup_application
+    from kiosk.demo_camera import DemoCamera
+    from kiosk.session import CheckoutSession
+    from kiosk.settings import Settings
+    from kiosk.ui.app import KioskParts, build_window, setup_application
 
     if not float(minutes) > 0:
         raise ValueError(f"a soak needs a positive number of minutes, got {minutes!r}")

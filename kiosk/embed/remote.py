@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import Embeddings
+from kiosk.embed import Embeddings
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def _enrol(cat, sku: str, price: int, rng: random.Random) -> None:
-    from ..embed import Embeddings
+    from kiosk.embed import Embeddings
 
     folder = cat.path.parent / "gallery" / sku
     folder.mkdir(parents=True, exist_ok=True)
@@ -63,8 +63,8 @@ def _enrol(cat, sku: str, price: int, rng: random.Random) -> None:
 
 class _Kiosk:
     def __init__(self, index: int, root: Path, url: str, password: str | None, cfg: dict) -> None:
-        from ..catalog import Catalog
-        from .client import StoreClient, SyncWorker
+        from kiosk.catalog import Catalog
+        from kiosk.sync.client import StoreClient, SyncWorker
 
         self.index, self.cfg = index, cfg
         self.name = f"bench-{index:02d}"
@@ -191,11 +191,11 @@ def run_store_bench(n_kiosks: int, minutes: float = 2.0, *, server_url: str | No
                     sale_every_s: float = 2.0, enrol_every_s: float = 60.0,
                     price_every_s: float = 30.0, seed_products: int = SEED_PRODUCTS,
                     progress=None) -> dict[str, Any]:
-    from .client import StoreClient
-    from .config import connect
-    from .pgserver import LocalPostgres
-    from .server import init_server
-    from .status import store_status
+    from kiosk.sync.client import StoreClient
+    from kiosk.sync.config import connect
+    from kiosk.sync.pgserver import LocalPostgres
+    from kiosk.sync.server import init_server
+    from kiosk.sync.status import store_status
 
     say = progress or (lambda msg: None)
     root = Path(tempfile.mkdtemp(prefix="kiosk-store-bench-"))
@@ -209,7 +209,7 @@ def run_store_bench(n_kiosks: int, minutes: float = 2.0, *, server_url: str | No
             init_server(conn)
         # the store's catalogue to start from: seeded on one kiosk, then everyone pulls
         say(f"seeding {seed_products} products")
-        from ..catalog import Catalog
+        from kiosk.catalog import Catalog
 
         seed_db = root / "bench-00" / "catalog.db"
         rng = random.Random(7)
@@ -341,7 +341,7 @@ _TABLES = ("sales", "sale_lines", "corrections", "audit", "products", "product_c
 
 def _exactly_once(conn, results) -> dict[str, Any]:
     """Every sale, correction and audit row of every kiosk on the server once, nothing more."""
-    from ..catalog import Catalog
+    from kiosk.catalog import Catalog
 
     problems = []
     checked = {"sales": 0, "corrections": 0, "audit": 0}
@@ -385,7 +385,7 @@ def format_store_bench(r: dict[str, Any]) -> str:
 
 
 def cmd_store_bench(args) -> int:
-    from .config import read_password
+    from kiosk.sync.config import read_password
 
     server = getattr(args, "server", None)
     password = read_password(None) if server else None

@@ -32,8 +32,8 @@ def add_store_parser(sub) -> None:
 
 
 def _settings():
-    from ..cli import _CONTEXT
-    from ..settings import Settings
+    from kiosk.cli import _CONTEXT
+    from kiosk.settings import Settings
 
     return _CONTEXT.get("settings") or Settings()
 
@@ -41,9 +41,9 @@ def _settings():
 def cmd_store(args) -> int:
     import psycopg
 
-    from ..cli import CliError
-    from . import server as srv
-    from .config import StoreConfigError, connect, redact, store_config
+    from kiosk.cli import CliError
+    from kiosk.sync import server as srv
+    from kiosk.sync.config import StoreConfigError, connect, redact, store_config
 
     try:
         cfg = store_config(_settings(), args.server)
@@ -62,7 +62,7 @@ def cmd_store(args) -> int:
                 print(f"store server {where}: schema version {before} -> {after}")
             return 0
         if args.store_command == "status":
-            from .status import format_status, store_status
+            from kiosk.sync.status import format_status, store_status
 
             with connect(cfg.url, cfg.password) as conn:
                 srv.check_schema(conn)
@@ -73,8 +73,8 @@ def cmd_store(args) -> int:
                 print(format_status(st))
             return 0
         if args.store_command == "sync":
-            from ..cli import resolve_db
-            from .client import StoreClient
+            from kiosk.cli import resolve_db
+            from kiosk.sync.client import StoreClient
 
             db = resolve_db(args.db, must_exist=True)
             client = StoreClient(db, cfg.url, password=cfg.password, kiosk_name=cfg.kiosk_name,
@@ -100,7 +100,7 @@ def cmd_store(args) -> int:
 
 def _model_id(db) -> str | None:
     """The model of the catalogue's gallery (the one the kiosk on it uses), without loading it."""
-    from ..catalog import Catalog
+    from kiosk.catalog import Catalog
 
     with Catalog(db) as cat:
         rows = cat._rows("SELECT model_id, COUNT(*) FROM gallery_images GROUP BY model_id "
@@ -109,6 +109,6 @@ def _model_id(db) -> str | None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from ..cli import main
+    from kiosk.cli import main
 
     sys.exit(main(["store", *sys.argv[1:]]))

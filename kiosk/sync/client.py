@@ -39,8 +39,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import local, server
-from .config import connect, redact
+from kiosk.sync import local, server
+from kiosk.sync.config import connect, redact
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class StoreClient:
                  kiosk_name: str | None = None, model_id: str | None = None, embedder=None,
                  gallery_dir: str | Path | None = None, batch: int = 200,
                  software: str | None = None) -> None:
-        from ..catalog import Catalog
+        from kiosk.catalog import Catalog
 
         self.catalog = Catalog(db_path)
         self.url = url
@@ -621,8 +621,8 @@ class StoreClient:
         if self.embedder is None:
             res.views_pending = self.catalog._rows("SELECT COUNT(*) FROM sync_views WHERE pending = 1")[0][0]
             return res
-        from ..embed import Embeddings
-        from ..gallery_io import load_image
+        from kiosk.embed import Embeddings
+        from kiosk.gallery_io import load_image
 
         while True:
             todo = self.catalog._rows(

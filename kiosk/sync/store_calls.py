@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from . import local
+from kiosk.sync import local
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from . import i18n
-from .controller import KioskController
-from .main_window import MainWindow
-from .style import apply_style, install_font
-from .tasks import run_task
+from kiosk.ui import i18n
+from kiosk.ui.controller import KioskController
+from kiosk.ui.main_window import MainWindow
+from kiosk.ui.style import apply_style, install_font
+from kiosk.ui.tasks import run_task
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ def setup_application(argv: list[str] | None = None, settings=None) -> QApplicat
     apply_style(app, scale)
     i18n.set_language(app, str(_get(settings, "ui.language", "zh_CN") or "zh_CN"))
     if _get(settings, "ui.touch_keyboard", True) and app.property("kioskKeyboard") is None:
-        from .keyboard import KeyboardManager
+        from kiosk.ui.keyboard import KeyboardManager
 
         app.setProperty("kioskKeyboard", True)
         app._kiosk_keyboard = KeyboardManager(app)  # (kept alive with the application)

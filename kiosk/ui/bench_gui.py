@@ -54,7 +54,7 @@ def run_gui_bench(wait_s: float = 3.0, progress=None, model_process: bool = True
     from kiosk.session import CheckoutSession
     from kiosk.settings import Settings
 
-    from .app import KioskParts, build_window, setup_application
+    from kiosk.ui.app import KioskParts, build_window, setup_application
 
     say = progress or (lambda _m: None)
     settings = Settings()

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLa
 
 from kiosk.money import format_price
 
-from .images import product_thumbnail
+from kiosk.ui.images import product_thumbnail
 
 THUMB = 72
 
@@ -130,7 +130,7 @@ class CashierNeededDialog(QDialog):
         self.accept()
 
     def ask_code(self) -> None:
-        from .cashier_pad import CashierCodeDialog
+        from kiosk.ui.cashier_pad import CashierCodeDialog
 
         dlg = CashierCodeDialog(self.cashier_auth, self)
         dlg.cashierAccepted.connect(self._cashier)

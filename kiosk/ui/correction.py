@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 
 from kiosk.money import format_price
 
-from .images import product_thumbnail
+from kiosk.ui.images import product_thumbnail
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from . import i18n
-from .correction import CorrectionDialog
-from .images import bgr_to_qimage
-from .pin import PinDialog
-from .receipt_dialog import ReceiptDialog
-from .receipt_panel import ReceiptPanel
-from .tray_view import TrayView
+from kiosk.ui import i18n
+from kiosk.ui.correction import CorrectionDialog
+from kiosk.ui.images import bgr_to_qimage
+from kiosk.ui.pin import PinDialog
+from kiosk.ui.receipt_dialog import ReceiptDialog
+from kiosk.ui.receipt_panel import ReceiptPanel
+from kiosk.ui.tray_view import TrayView
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ class MainWindow(QMainWindow):
         return self._correction(track_id)
 
     def ask_cashier(self, track_id: int):
-        from .cashier_needed import CashierNeededDialog
+        from kiosk.ui.cashier_needed import CashierNeededDialog
 
         if self.cashier_needed is not None:
             self.cashier_needed.close()
@@ -411,7 +411,7 @@ class MainWindow(QMainWindow):
     def enter_staff(self) -> None:
         from kiosk.staff_auth import StaffSession
 
-        from .staff import StaffPage
+        from kiosk.ui.staff import StaffPage
 
         if self.staff_page is None:
             self.staff_page = StaffPage(self.controller)
@@ -476,7 +476,7 @@ class MainWindow(QMainWindow):
     def apply_scale(self) -> None:
         """Text, buttons and touch targets follow the window (the kiosk's screen): the style
         is re-applied when the size changes the scale."""
-        from .style import BASE_POINT_SIZE, apply_style, screen_scale, touch_px
+        from kiosk.ui.style import BASE_POINT_SIZE, apply_style, screen_scale, touch_px
 
         app = QApplication.instance()
         w, h = max(1, self.width()), max(1, self.height())

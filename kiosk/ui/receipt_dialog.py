@@ -282,7 +282,7 @@ class ReceiptDialog(QDialog):
         return bool(getattr(getattr(self.settings, "ui", None), "kiosk_mode", False))
 
     def language(self) -> str:
-        from . import i18n
+        from kiosk.ui import i18n
 
         return i18n.current_language()
 
@@ -432,7 +432,7 @@ class ReceiptDialog(QDialog):
     def print_to_printer(self) -> None:
         """Kiosk mode's *Print*: the configured receipt printer, off the GUI thread; with no
         printer configured the receipt is kept as a PDF in the receipt folder."""
-        from .tasks import Task
+        from kiosk.ui.tasks import Task
 
         if self._print_task is not None:
             return

@@ -35,11 +35,11 @@ from PySide6.QtWidgets import (
 from kiosk.enrol import DISAGREES, NO_ITEM, EnrolRefused, LookalikeNeedsConfirmation
 from kiosk.money import format_price, parse_price
 
-from .cashiers_tab import CashiersTab
-from .learned_tab import LearnedTab
-from .images import bgr_to_pixmap, file_thumbnail, product_thumbnail
-from .tasks import run_task
-from .tray_view import TrayView
+from kiosk.ui.cashiers_tab import CashiersTab
+from kiosk.ui.learned_tab import LearnedTab
+from kiosk.ui.images import bgr_to_pixmap, file_thumbnail, product_thumbnail
+from kiosk.ui.tasks import run_task
+from kiosk.ui.tray_view import TrayView
 
 log = logging.getLogger(__name__)
 
@@ -659,7 +659,7 @@ class TrayTab(QWidget):
         run_task(work, on_done=self._done, on_error=self._failed)
 
     def _done(self, path: str) -> None:
-        from .images import _thumb_image
+        from kiosk.ui.images import _thumb_image
 
         _thumb_image.cache_clear()
         self.button.setEnabled(True)
@@ -1050,7 +1050,7 @@ class StaffPage(QWidget):
         for t in (self.enrol, self.catalogue, self.tray, self.camera, self.cashiers, self.learned,
                   self.audit):
             self.tabs.addTab(t, "")
-        from .store_tab import add_store_tab
+        from kiosk.ui.store_tab import add_store_tab
 
         add_store_tab(self)  # the Store tab, only with a store server ([store] server)
         self.tabs.currentChanged.connect(self._tab_changed)

@@ -130,7 +130,7 @@ class StoreTab(QWidget):
             log.exception("reading the store's calls")
             self._calls = []
         if self._task is None:
-            from .tasks import run_task
+            from kiosk.ui.tasks import run_task
 
             self._task = run_task(self._read_server, on_done=self._server_read,
                                   on_error=self._server_failed)

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from kiosk.money import format_price
 
-from . import style
+from kiosk.ui import style
 
 
 class TrayView(QWidget):
