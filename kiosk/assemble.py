@@ -20,7 +20,7 @@ def _get(settings: Any, dotted: str, default: Any = None) -> Any:
 
 def cashier_auth(catalog, settings: Settings | None = None):
     """The cashier accounts of ``catalog`` with the settings' lockout rules."""
-    from kiosk.cashier_auth import CashierAuth
+    from kiosk.checkout.cashier_auth import CashierAuth
 
     return CashierAuth(catalog,
                        max_attempts=int(_get(settings, "cashier.max_code_attempts", 5)),
@@ -28,16 +28,16 @@ def cashier_auth(catalog, settings: Settings | None = None):
 
 
 def checkout_session(engine, settings: Settings | None = None, **overrides):
-    """A :class:`kiosk.session.CheckoutSession` on ``engine`` wired as the kiosk runs it: its
+    """A :class:`kiosk.checkout.session.CheckoutSession` on ``engine`` wired as the kiosk runs it: its
     calls for the cashier stored in the catalogue and published on a
-    :class:`kiosk.calls.CallBoard` (``session.calls``), cashier badges shown to the camera
+    :class:`kiosk.checkout.calls.CallBoard` (``session.calls``), cashier badges shown to the camera
     checked against the catalogue's cashier accounts, every answer learned as the
-    ``[learning]`` settings say (:class:`kiosk.learn.Learner` as ``on_answer``), and the
+    ``[learning]`` settings say (:class:`kiosk.checkout.learn.Learner` as ``on_answer``), and the
     ``[recognition]``, ``[checkout]`` and ``[cashier]`` settings.  ``overrides``: keyword
     arguments of the session (tests: e.g. a shorter ``settle_ms``)."""
-    from kiosk.calls import CallBoard
-    from kiosk.learn import learner_for
-    from kiosk.session import CheckoutSession
+    from kiosk.checkout.calls import CallBoard
+    from kiosk.checkout.learn import learner_for
+    from kiosk.checkout.session import CheckoutSession
 
     settings = settings if settings is not None else Settings()
     auth = cashier_auth(engine.catalog, settings)

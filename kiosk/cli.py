@@ -60,7 +60,7 @@ def resolve_db(arg: str | None, embedder=None, *, must_exist: bool = False,
         return default_db_path()
     db = _demo_db()
     if not db.exists():
-        from kiosk.demo_catalog import build_demo_catalog
+        from kiosk.demo.catalog import build_demo_catalog
 
         print(f"no catalogue yet: using the built-in demo catalogue at {db}", file=sys.stderr)
         build_demo_catalog(db, embedder=embedder, progress=progress)
@@ -161,7 +161,7 @@ def cmd_gallery_import(args) -> int:
     from kiosk.catalog import Catalog
     from kiosk.embed import load_embedder
     from kiosk.engine import Engine
-    from kiosk.gallery_io import import_gallery, parse_gallery_list, parse_products_csv, scan_folder
+    from kiosk.catalog.gallery_io import import_gallery, parse_gallery_list, parse_products_csv, scan_folder
 
     src = Path(args.source)
     if not src.exists():
@@ -190,7 +190,7 @@ def cmd_gallery_import(args) -> int:
 
 def cmd_gallery_add(args) -> int:
     from kiosk.engine import Engine
-    from kiosk.gallery_io import load_image
+    from kiosk.images import load_image
     from kiosk.money import parse_price
     from kiosk.text import make_text_reader
 
@@ -271,7 +271,7 @@ def cmd_gallery_list(args) -> int:
 
 
 def cmd_backup(args) -> int:
-    from kiosk.backup import BackupError, backup
+    from kiosk.catalog.backup import BackupError, backup
 
     try:
         manifest = backup(_existing(_store_db(args), "--db" if args.db else "the catalogue"),
@@ -295,7 +295,7 @@ def cmd_backup(args) -> int:
 
 
 def cmd_restore(args) -> int:
-    from kiosk.backup import BackupError, restore
+    from kiosk.catalog.backup import BackupError, restore
 
     try:
         report = restore(Path(args.src), _store_db(args), role="cli")
@@ -316,7 +316,7 @@ def cmd_restore(args) -> int:
 
 def cmd_recognize(args) -> int:
     from kiosk.engine import Engine
-    from kiosk.gallery_io import ImageError, load_image
+    from kiosk.images import ImageError, load_image
     from kiosk.money import format_price
 
     db = resolve_db(args.db, must_exist=True)
@@ -364,7 +364,7 @@ def cmd_eval(args) -> int:
     from kiosk.decide import Decider
     from kiosk.embed import load_embedder
     from kiosk.engine import model_threshold
-    from kiosk.evaluate import evaluate_lists
+    from kiosk.tools.evaluate import evaluate_lists
 
     embedder = load_embedder(args.model)
     threshold = args.threshold if args.threshold is not None else model_threshold(embedder)
@@ -382,7 +382,7 @@ def cmd_eval(args) -> int:
 
 def cmd_eval_trays(args) -> int:
     from kiosk.embed import load_embedder
-    from kiosk.tray_eval import run_tray_eval
+    from kiosk.tools.tray_eval import run_tray_eval
 
     def progress(stage: str, done: int, total: int) -> None:
         print(f"\r{stage}: {done}/{total}", end="" if done < total else "\n",
@@ -404,7 +404,7 @@ def cmd_eval_trays(args) -> int:
 def cmd_eval_stream(args) -> int:
     from kiosk.embed import load_embedder
     from kiosk.settings import Settings
-    from kiosk.stream_eval import run_stream
+    from kiosk.tools.stream_eval import run_stream
 
     def progress(stage: str, done: int, total: int) -> None:
         if sys.stderr.isatty():
@@ -427,7 +427,7 @@ def cmd_eval_stream(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from kiosk.calibrate import calibrate
+    from kiosk.tools.calibrate import calibrate
     from kiosk.embed import load_embedder
     from kiosk.engine import Engine
     from kiosk.settings import Settings, default_settings_path, save_settings, with_changes
@@ -475,7 +475,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_split_dev(args) -> int:
-    from kiosk.splits import dev_split, write_split
+    from kiosk.tools.splits import dev_split, write_split
 
     split = dev_split(Path(args.dataset), seed=args.seed)
     for name, f in write_split(split, Path(args.out)).items():
@@ -486,7 +486,7 @@ def cmd_split_dev(args) -> int:
 def _train_from_catalog(args, cfg) -> int:
     import time
 
-    from kiosk.catalog_train import train_from_catalog
+    from kiosk.tools.catalog_train import train_from_catalog
     from kiosk.embed import load_embedder
     from kiosk.paths import data_dir
     from kiosk.settings import Settings, default_settings_path
@@ -512,7 +512,8 @@ def _train_from_catalog(args, cfg) -> int:
 
 
 def cmd_train(args) -> int:
-    from kiosk.train import TrainConfig, run_training
+    from kiosk.tools.train import run_training
+    from kiosk.embed.model import TrainConfig
 
     cfg = TrainConfig(inputs=tuple(args.inputs.split(",")), dim=args.dim, margin=args.margin,
                       epochs=args.epochs, views=args.views, seed=args.seed, blend=args.blend,
@@ -547,7 +548,7 @@ def cmd_bench(args) -> int:
 
         return cmd_store_bench(args)
     if getattr(args, "soak", None) is not None:
-        from kiosk.soak import format_report, run_gui_soak, run_soak
+        from kiosk.tools.soak import format_report, run_gui_soak, run_soak
 
         soak = run_gui_soak if getattr(args, "gui", False) else run_soak
         result = soak(args.soak, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -567,7 +568,7 @@ def cmd_bench(args) -> int:
         else:
             print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
-    from kiosk.bench import run_bench
+    from kiosk.tools.bench import run_bench
 
     result = run_bench(quick=args.quick, progress=lambda msg: print(msg, file=sys.stderr))
     if args.json:
@@ -582,7 +583,7 @@ def cmd_staff_pin(args) -> int:
     import getpass
 
     from kiosk.catalog import Catalog
-    from kiosk.staff_auth import PinFormatError, StaffAuth, check_pin
+    from kiosk.checkout.staff_auth import PinFormatError, StaffAuth, check_pin
 
     db = resolve_db(args.db, must_exist=True)
     if args.stdin or not sys.stdin.isatty():
@@ -608,8 +609,8 @@ def cmd_staff_pin(args) -> int:
 
 
 def cmd_cashier(args) -> int:
-    """Cashier accounts (kiosk.cashier_auth): add, list, enable, disable; audited as "cli"."""
-    from kiosk.cashier_auth import CashierAuth, check_badge, check_cashier_id, check_code, check_name
+    """Cashier accounts (kiosk.checkout.cashier_auth): add, list, enable, disable; audited as "cli"."""
+    from kiosk.checkout.cashier_auth import CashierAuth, check_badge, check_cashier_id, check_code, check_name
     from kiosk.catalog import Catalog
 
     # list / enable / disable on a mistyped --db is an error, not a new empty catalogue
@@ -682,7 +683,7 @@ def run_gui(args) -> int:
 
 
 def cmd_self_test(args) -> int:
-    from kiosk.selftest import main as self_test
+    from kiosk.tools.selftest import main as self_test
 
     # reported, the self-test goes on with defaults
     settings = _load_settings(getattr(args, "top_settings", None), strict=False)

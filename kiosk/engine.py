@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kiosk.basket import Receipt, build_receipt
+from kiosk.checkout.basket import Receipt, build_receipt
 from kiosk.catalog import Catalog, Product
 from kiosk.decide import Decider, Decision
 from kiosk.detect import Detections, Detector, make_detector
@@ -159,7 +159,7 @@ class Engine:
         load or build the vector index.  ``progress(stage, done, total)`` (stages of
         :mod:`kiosk.progress`: "embed", "text", "index") is told how that goes, at most
         about ten times a second, on the calling thread."""
-        from kiosk.gallery_io import load_image
+        from kiosk.images import load_image
         from kiosk.settings import CheckoutSettings
 
         db_path = Path(db_path)
@@ -237,7 +237,7 @@ class Engine:
         are stored (for reading while the engine recognises)."""
         if self.text_reader is None:
             return 0
-        from kiosk.gallery_io import load_image
+        from kiosk.images import load_image
 
         todo = self.catalog.files_without_words(self.text_reader.reader_id)
         self.text_missing = max(0, len(todo) - limit) if limit is not None else 0
@@ -406,7 +406,7 @@ class Engine:
         stale = self.catalog.stale_models(model)
         if not stale:
             return 0
-        from kiosk.gallery_io import load_image
+        from kiosk.images import load_image
 
         have = {(r["sku"], r["file"]) for r in self.catalog.gallery_rows(model_id=model)}
         todo = [sf for sf in self.catalog.gallery_files() if sf not in have]
@@ -619,7 +619,7 @@ class Engine:
 
     def _cut_views(self, frames: Sequence[np.ndarray]
                    ) -> tuple[list[np.ndarray | None], list]:
-        from kiosk.enrol import count_problem
+        from kiosk.catalog.enrol import count_problem
 
         crops, problems = [], []
         for n, frame in enumerate(frames):
@@ -631,14 +631,14 @@ class Engine:
         return crops, problems
 
     def check_enrolment(self, frames: Sequence[np.ndarray], sku: str | None = None):
-        """Check tray photos of one product before they are enrolled (:mod:`kiosk.enrol`):
+        """Check tray photos of one product before they are enrolled (:mod:`kiosk.catalog.enrol`):
         exactly one item in each view, views that look like each other, and which existing
         products (other than ``sku``) they are a near-duplicate of.  Returns an
-        :class:`kiosk.enrol.EnrolCheck`; its ``crops`` and ``vectors`` are what an enrolment
+        :class:`kiosk.catalog.enrol.EnrolCheck`; its ``crops`` and ``vectors`` are what an enrolment
         stores, so :meth:`enrol_product` embeds each view once."""
         import cv2
 
-        from kiosk.enrol import EnrolCheck, problems_from_agreement, view_agreement
+        from kiosk.catalog.enrol import EnrolCheck, problems_from_agreement, view_agreement
 
         frames = list(frames)
         crops, problems = self._cut_views(frames)
@@ -655,8 +655,8 @@ class Engine:
 
     def _lookalikes(self, views: np.ndarray, exclude: str | None = None) -> list:
         """Existing products whose gallery some view comes as close to as their own pictures
-        are to each other (:func:`kiosk.enrol.lookalike_floor`), closest first."""
-        from kiosk.enrol import Lookalike, lookalike_floor, usual_similarity
+        are to each other (:func:`kiosk.catalog.enrol.lookalike_floor`), closest first."""
+        from kiosk.catalog.enrol import Lookalike, lookalike_floor, usual_similarity
 
         threshold = self.decider.threshold
         with self._lock:
@@ -697,11 +697,11 @@ class Engine:
         Each frame is segmented like a checkout frame, its one item cut out and turned upright
         (exactly as at recognition), saved as a gallery image and embedded; the product is
         searchable as soon as this returns.  A frame with no item or with several items raises
-        :class:`kiosk.enrol.EnrolRefused` (a ``ValueError`` naming the view) and nothing is
+        :class:`kiosk.catalog.enrol.EnrolRefused` (a ``ValueError`` naming the view) and nothing is
         stored.  (A new product from the staff screen goes through :meth:`enrol_product`,
         which also checks that the views agree and are not a near-duplicate.)
         """
-        from kiosk.enrol import EnrolCheck, EnrolRefused
+        from kiosk.catalog.enrol import EnrolCheck, EnrolRefused
 
         frames = list(frames)
         crops, problems = self._cut_views(frames)
@@ -716,12 +716,12 @@ class Engine:
         """Create product ``sku`` from tray photos of it alone on the tray, all or nothing.
 
         :meth:`check_enrolment` first: a view without exactly one item or unlike the others
-        raises :class:`kiosk.enrol.EnrolRefused`; views that are a near-duplicate of an existing
-        product raise :class:`kiosk.enrol.LookalikeNeedsConfirmation` unless staff confirmed
+        raises :class:`kiosk.catalog.enrol.EnrolRefused`; views that are a near-duplicate of an existing
+        product raise :class:`kiosk.catalog.enrol.LookalikeNeedsConfirmation` unless staff confirmed
         (``confirm_lookalike``), and a confirmed one is audited as
         ``enrol_lookalike_confirmed``.  Then the product and its views land in one transaction
         and the vector index is saved.  Returns the gallery row ids."""
-        from kiosk.enrol import EnrolRefused, LookalikeNeedsConfirmation
+        from kiosk.catalog.enrol import EnrolRefused, LookalikeNeedsConfirmation
 
         if self.catalog.get_product(sku) is not None:
             raise ValueError(f"a product with SKU {sku!r} already exists")

@@ -54,7 +54,7 @@ def text_reader():
 def demo_db(tmp_path_factory, embedder, text_reader) -> Path:
     """The built-in demo catalogue, built once per run (tests that change it work on a
     copy: ``copy_demo_db``), its pack text read as the kiosk's first start reads it."""
-    from kiosk.demo_catalog import build_demo_catalog
+    from kiosk.demo.catalog import build_demo_catalog
 
     return build_demo_catalog(tmp_path_factory.mktemp("demo_catalog") / "catalog.db",
                               embedder=embedder, text_reader=text_reader)
@@ -90,7 +90,7 @@ def dev_eval(dev_data, imagenet_embedder):
     model: the shipped one was trained on these very photos, so its dev numbers say nothing."""
     from kiosk.decide import Decider
     from kiosk.engine import model_threshold
-    from kiosk.evaluate import evaluate_lists
+    from kiosk.tools.evaluate import evaluate_lists
 
     embedder = imagenet_embedder
     return evaluate_lists(embedder, dev_data / "gallery_list.txt", dev_data / "query_list.txt",

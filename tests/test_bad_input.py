@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kiosk import demo
+from kiosk.demo import scenes as demo
 from kiosk.catalog import Catalog
 from kiosk.cli import main
 from kiosk.engine import Engine, index_path_for
-from kiosk.gallery_io import MAX_IMAGE_PIXELS, import_gallery, load_image, parse_gallery_list
+from kiosk.catalog.gallery_io import import_gallery, parse_gallery_list
+from kiosk.images import MAX_IMAGE_PIXELS, load_image
 from kiosk.retrieve import VectorIndex
 
 GALLERY = demo.DEMO_GALLERY_DIR

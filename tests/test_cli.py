@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk import demo
+from kiosk.demo import scenes as demo
 from kiosk.catalog import Catalog
 from kiosk.cli import main
 
@@ -358,7 +358,7 @@ def test_closed_pipe_ends_quietly(tmp_path, copy_demo_db):
 
 
 def has_staff_pin(db: Path) -> bool:
-    from kiosk.staff_auth import StaffAuth
+    from kiosk.checkout.staff_auth import StaffAuth
 
     with Catalog(db) as catalog:
         return StaffAuth(catalog).has_pin()

@@ -13,13 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk import demo
+from kiosk.demo import scenes as demo
 from kiosk.catalog import Catalog
-from kiosk.demo_catalog import random_tray
+from kiosk.demo.catalog import random_tray
 from kiosk.detect import FILL_VALUE, item_crop
 from kiosk.embed import Embeddings
 from kiosk.engine import Engine, TrayResult, index_path_for
-from kiosk.gallery_io import load_image
+from kiosk.images import load_image
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "demo"
 TRAY_NAMES = [t["image"] for t in json.loads((RESOURCES / "trays.json").read_text())["trays"]]

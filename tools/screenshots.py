@@ -104,7 +104,7 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
     """Render every view of :data:`VIEWS` in each language: ``<view>_<zh|en>.png``, and
     (``layouts``) the shopper view at every size of :data:`SCREENS`."""
     from kiosk.assemble import cashier_auth, checkout_session
-    from kiosk.demo_camera import DemoCamera
+    from kiosk.camera.demo import DemoCamera
     from kiosk.engine import Engine
     from kiosk.settings import Settings
     from kiosk.ui import i18n
@@ -127,7 +127,7 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
 
             embedder = load_embedder()
         if db is None:
-            from kiosk.demo_catalog import build_demo_catalog
+            from kiosk.demo.catalog import build_demo_catalog
 
             db = build_demo_catalog(tmp / "demo" / "catalog.db", embedder=embedder)
         store = tmp / "store"
@@ -177,7 +177,7 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
             _pump(lambda: bool(window.controller.state.calls), 5)
             each_language("call", window.grab)
             # the cashier comes with their code: who acts is shown, the panel opens
-            from kiosk.cashier_auth import Cashier
+            from kiosk.checkout.cashier_auth import Cashier
 
             window.controller.open_attendant(Cashier(CASHIER[0], CASHIER[1], True, False),
                                              "code")

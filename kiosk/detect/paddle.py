@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from kiosk.detect import Detections
-from kiosk.paddle_runtime import PaddleModel, as_float_list, find_model_files, load_yaml
+from kiosk.runtime.paddle import PaddleModel, as_float_list, find_model_files, load_yaml
 
 log = logging.getLogger(__name__)
 

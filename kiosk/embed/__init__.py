@@ -71,7 +71,7 @@ def load_embedder(spec: str | None = None) -> Embedder:
     from kiosk.embed.paddle import PaddleEmbedder
 
     if spec is None or spec == "default":
-        from kiosk.train import ensure_trained_model, shipped_neck
+        from kiosk.embed.model import ensure_trained_model, shipped_neck
 
         if shipped_neck().is_file():
             return PaddleEmbedder(ensure_trained_model(shipped_neck()))

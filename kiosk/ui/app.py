@@ -111,7 +111,7 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None,
                         progress=progress)
         background = None
         if _get(settings, "recognition.background"):
-            from kiosk.gallery_io import load_image
+            from kiosk.images import load_image
 
             background = load_image(Path(settings.recognition.background).expanduser())
         elif hasattr(camera, "background"):  # the demo camera knows its empty tray
@@ -146,7 +146,7 @@ def open_parts(settings, db_path: str | Path | None = None, embedder=None,
 
 def build_window(parts: KioskParts, settings, settings_path=None) -> MainWindow:
     """The controller (threads started) and the shopper window, not yet shown."""
-    from kiosk.staff_auth import StaffAuth
+    from kiosk.checkout.staff_auth import StaffAuth
 
     controller = KioskController(
         parts.engine, parts.session, parts.camera, db_path=parts.db_path, settings=settings,
@@ -440,7 +440,7 @@ def _quit_on_sigterm(app) -> None:
 
 
 def _exit_on_first_receipt(app, window, holder) -> None:
-    from kiosk.selftest import process_age_s
+    from kiosk.tools.selftest import process_age_s
 
     def on_state(state) -> None:
         if state.receipt.lines and "status" not in holder:

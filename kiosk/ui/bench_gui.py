@@ -33,7 +33,7 @@ def _script(wait_s: float) -> list[tuple]:
 
 
 def _script_seconds(script) -> float:
-    from kiosk.demo_camera import CLEAR_S, SLIDE_S
+    from kiosk.camera.demo import CLEAR_S, SLIDE_S
 
     return sum(SLIDE_S if s[0] == "add" else CLEAR_S if s[0] == "clear" else float(s[1])
                for s in script)
@@ -47,11 +47,11 @@ def run_gui_bench(wait_s: float = 3.0, progress=None, model_process: bool = True
     from PySide6.QtCore import QEvent, QObject, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from kiosk.demo_camera import DemoCamera
-    from kiosk.demo_catalog import build_demo_catalog
+    from kiosk.camera.demo import DemoCamera
+    from kiosk.demo.catalog import build_demo_catalog
     from kiosk.embed import load_embedder
     from kiosk.engine import Engine
-    from kiosk.session import CheckoutSession
+    from kiosk.checkout.session import CheckoutSession
     from kiosk.settings import Settings
 
     from kiosk.ui.app import KioskParts, build_window, setup_application

@@ -1,6 +1,6 @@
 """A cashier proves who they are: their code on a big on-screen keypad (or a hardware
 keyboard).  The look is the staff PIN dialog's (kiosk/ui/pin.py: Title, Hint, KeypadButton,
-KeypadOk); the rules are :class:`kiosk.cashier_auth.CashierAuth`'s."""
+KeypadOk); the rules are :class:`kiosk.checkout.cashier_auth.CashierAuth`'s."""
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QRegularExpression, Qt, QTimer, Signal
@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from kiosk.cashier_auth import MAX_CODE, MIN_CODE
+from kiosk.checkout.cashier_auth import MAX_CODE, MIN_CODE
 
 KEY_SIZE = 72  # px: a finger-sized key even without the kiosk's style sheet
 BACKSPACE = "⌫"
@@ -24,7 +24,7 @@ class CashierCodeDialog(QDialog):
     """Modal keypad; on a right code emits ``cashierAccepted(Cashier)`` and ``accept()``s.
     A wrong code, or a lockout, is said in plain words and the dialog stays open."""
 
-    cashierAccepted = Signal(object)  # kiosk.cashier_auth.Cashier
+    cashierAccepted = Signal(object)  # kiosk.checkout.cashier_auth.Cashier
 
     def __init__(self, auth, parent=None, clock=None) -> None:
         super().__init__(parent)

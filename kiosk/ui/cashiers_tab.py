@@ -1,5 +1,5 @@
 """Staff mode's cashier accounts: list, add (code typed twice, optional badge), disable or
-enable, a new code.  Every change goes through :class:`kiosk.cashier_auth.CashierAuth`, which
+enable, a new code.  Every change goes through :class:`kiosk.checkout.cashier_auth.CashierAuth`, which
 checks, writes and audits it (role "staff")."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kiosk.cashier_auth import MAX_CODE, CashierAuth, CodeFormatError, check_code
+from kiosk.checkout.cashier_auth import MAX_CODE, CashierAuth, CodeFormatError, check_code
 
 
 def _code_field() -> QLineEdit:

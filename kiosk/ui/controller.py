@@ -90,7 +90,7 @@ class RecognitionWorker(QObject):
 
 class _StatusRelay(QObject):
     status = Signal(str, str)
-    call = Signal(object)  # kiosk.calls.CallEvent, from whichever thread opened the call
+    call = Signal(object)  # kiosk.checkout.calls.CallEvent, from whichever thread opened the call
 
 
 class KioskController(QObject):
@@ -103,7 +103,7 @@ class KioskController(QObject):
     cameraStatusChanged = Signal(str, str)  # status, message
     recognitionFailed = Signal(str)
     catalogueChanged = Signal()
-    callEvent = Signal(object)  # kiosk.calls.CallEvent, on the GUI thread
+    callEvent = Signal(object)  # kiosk.checkout.calls.CallEvent, on the GUI thread
 
     def __init__(self, engine, session, camera, *, db_path=None, settings=None,
                  camera_opener: Callable[[str], Any] | None = None,

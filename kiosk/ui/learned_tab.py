@@ -1,7 +1,7 @@
 """Staff mode's learned views: the kiosk's own camera views learned from cashier answers (see
-:mod:`kiosk.learn`), newest first, with picture, product, source, cashier, time and status;
+:mod:`kiosk.checkout.learn`), newest first, with picture, product, source, cashier, time and status;
 approve a queued one, undo one (out of the gallery at once, the picture kept) or purge one (out
-and deleted).  Every action goes through :class:`kiosk.learn.Learner`, which audits it (role
+and deleted).  Every action goes through :class:`kiosk.checkout.learn.Learner`, which audits it (role
 "staff")."""
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class LearnedTab(QWidget):
     def learner(self):
         """The checkout's own learner (its policy), else one on the controller's engine."""
         if self._learner is None:
-            from kiosk.learn import Learner, LearnPolicy
+            from kiosk.checkout.learn import Learner, LearnPolicy
 
             hook = getattr(getattr(self.controller, "session", None), "on_answer", None)
             if isinstance(hook, Learner):

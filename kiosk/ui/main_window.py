@@ -60,7 +60,7 @@ class MainWindow(QMainWindow):
         self.locked = False  # kiosk mode: the window refuses to close (lock_down)
         self._allow_close = False  # set by the application when it quits
         self.auth = auth
-        self.cashier_auth = cashier_auth  # kiosk.cashier_auth.CashierAuth: cashier codes
+        self.cashier_auth = cashier_auth  # kiosk.checkout.cashier_auth.CashierAuth: cashier codes
         self.cashier_needed = None  # the "only a cashier can change an item" panel, when open
         self.store_name = store_name
         self.staff_timeout_s = staff_timeout_s
@@ -402,14 +402,14 @@ class MainWindow(QMainWindow):
         if staff is not None and getattr(staff, "pin_setup_on_screen", False):
             return True
         try:
-            from kiosk.demo_catalog import is_demo_catalog
+            from kiosk.demo.catalog import is_demo_catalog
 
             return is_demo_catalog(self.controller.engine.catalog)
         except Exception:  # noqa: BLE001 - unknown: the safe answer
             return False
 
     def enter_staff(self) -> None:
-        from kiosk.staff_auth import StaffSession
+        from kiosk.checkout.staff_auth import StaffSession
 
         from kiosk.ui.staff import StaffPage
 

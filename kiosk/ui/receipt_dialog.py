@@ -3,7 +3,7 @@
 The PDF (and a print on an office printer outside kiosk mode) is drawn for an 80 mm roll, one
 line per item, the page as long as the receipt.  In kiosk mode (``MainWindow.locked`` or
 ``[ui] kiosk_mode``) no desktop dialog opens: *Print* goes to the ``[printer]`` of the
-settings (:mod:`kiosk.printer`), *Save as PDF* writes ``receipt-<sale no.>.pdf`` into
+settings (:mod:`kiosk.checkout.printer`), *Save as PDF* writes ``receipt-<sale no.>.pdf`` into
 ``[printer] receipt_dir`` (default ``DATA_DIR/receipts``), and the outcome is shown in plain
 words in the dialog.
 """
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from kiosk import printer as receipt_printer
+from kiosk.checkout import printer as receipt_printer
 from kiosk.money import format_price
 
 log = logging.getLogger(__name__)

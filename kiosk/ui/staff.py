@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kiosk.enrol import DISAGREES, NO_ITEM, EnrolRefused, LookalikeNeedsConfirmation
+from kiosk.catalog.enrol import DISAGREES, NO_ITEM, EnrolRefused, LookalikeNeedsConfirmation
 from kiosk.money import format_price, parse_price
 
 from kiosk.ui.cashiers_tab import CashiersTab
@@ -69,7 +69,7 @@ class EnrolTab(QWidget):
         self.views: list[np.ndarray] = []
         self.busy = False
         self._status = ("", "")  # (kind, detail) of the last save, translated on show
-        self._problems: tuple = ()  # kiosk.enrol.ViewProblem of the last refused save
+        self._problems: tuple = ()  # kiosk.catalog.enrol.ViewProblem of the last refused save
         self.lookalike_dialog: LookalikeDialog | None = None  # open while staff decide
 
         self.preview = TrayView()
@@ -191,7 +191,7 @@ class EnrolTab(QWidget):
         self.status.setText(text.replace("%1", detail))
 
     def _problem_text(self, problem) -> str:
-        """One refused view (:class:`kiosk.enrol.ViewProblem`) in words."""
+        """One refused view (:class:`kiosk.catalog.enrol.ViewProblem`) in words."""
         if problem.kind == NO_ITEM:
             text = self.tr("view %1: no item on the tray")
         elif problem.kind == DISAGREES:
@@ -234,7 +234,7 @@ class EnrolTab(QWidget):
             self._set_status("noframe")
             return False
         image = frame.image.copy()
-        try:  # one item exactly, cut out as the enrolment will cut it (kiosk.enrol)
+        try:  # one item exactly, cut out as the enrolment will cut it (kiosk.catalog.enrol)
             found, crop = self.controller.engine.cut_view(image)
         except Exception as exc:  # noqa: BLE001 - shown, no view added
             log.warning("enrolment view not cut out: %s", exc)
@@ -991,7 +991,7 @@ class AuditTab(QWidget):
         return Path(self.controller.db_path).parent / "backups"
 
     def _ask_backup(self) -> None:
-        from kiosk.backup import default_backup_name
+        from kiosk.catalog.backup import default_backup_name
 
         base = self.default_backup_dir()
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -1001,7 +1001,7 @@ class AuditTab(QWidget):
 
     def backup_to(self, dest: Path) -> None:
         """Write a backup to the new folder ``dest`` off the GUI thread."""
-        from kiosk.backup import backup
+        from kiosk.catalog.backup import backup
 
         self.backup_button.setEnabled(False)
         self._msg = ("saving", "")

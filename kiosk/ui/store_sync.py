@@ -105,7 +105,7 @@ class StoreSync(QObject):
             log.exception("refreshing after a store change")
         board = getattr(self.session, "calls", None)
         if board is not None and res.resolved_here:
-            from kiosk.calls import CallEvent
+            from kiosk.checkout.calls import CallEvent
 
             for cid in res.resolved_here:
                 call = board.get(cid)

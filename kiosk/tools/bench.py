@@ -1,0 +1,180 @@
+"""``kiosk bench``: per-stage timings on demo trays and a 100,000-vector gallery.
+
+Every figure is a median over repeated runs, in milliseconds, measured in this process on the
+machine it runs on.  The 100k gallery uses synthetic clustered vectors of the default model's
+dimension (20,000 products x 5 views), stored in a real SQLite catalogue and a real HNSW index.
+"""
+from __future__ import annotations
+
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def _median_ms(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return round(statistics.median(times), 2)
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def bench_trays(engine, repeat: int = 7) -> dict:
+    """Stage timings and image-to-receipt time for demo trays of 1, 5 and 15 items."""
+    from kiosk.demo.catalog import random_tray
+
+    rng = np.random.default_rng(7)
+    out: dict = {"tray_ms": {}}
+    stages: dict[str, list[float]] = {"segmentation": [], "embedding_per_crop": [],
+                                      "search": [], "decision": [], "pack_text": []}
+    for n in (1, 5, 15):
+        image, _truth = random_tray(n, rng)
+        timings: list[dict] = []
+
+        def run():
+            timings.append(engine.recognize(image).timings_ms)
+
+        out["tray_ms"][str(n)] = _median_ms(run, repeat)
+        found = len(engine.recognize(image).items)
+        out.setdefault("items_found", {})[str(n)] = found
+        for t in timings:
+            stages["segmentation"].append(t["detect"])
+            stages["embedding_per_crop"].append(t.get("embed", 0.0) / max(found, 1))
+            stages["search"].append(t.get("search", 0.0))
+            stages["decision"].append(t.get("decide", 0.0))
+            stages["pack_text"].append(t.get("text", 0.0))
+    out["stages_ms"] = {k: round(statistics.median(v), 3) for k, v in stages.items()}
+    return out
+
+
+def _synthetic_gallery(n_products: int, views: int, dim: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_products, dim)).astype(np.float32)
+    vecs = np.repeat(centres, views, axis=0)
+    vecs += 0.35 * rng.standard_normal(vecs.shape).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return vecs
+
+
+def bench_gallery(embedder, n_vectors: int = 100_000, views: int = 5,
+                  progress: Callable[[str], None] = lambda m: None) -> dict:
+    from kiosk.catalog import Catalog
+    from kiosk.detect import make_detector
+    from kiosk.embed import Embeddings
+    from kiosk.engine import Engine
+
+    n_products = n_vectors // views
+    dim, model = embedder.dim, embedder.model_id
+    out: dict = {"n_vectors": n_products * views, "dim": dim}
+    with tempfile.TemporaryDirectory(prefix="kiosk-bench-") as tmp:
+        db = Path(tmp) / "catalog.db"
+        progress(f"building a {n_products * views}-vector catalogue ...")
+        vecs = _synthetic_gallery(n_products, views, dim)
+        cat = Catalog(db)
+        t0 = time.perf_counter()
+        with cat.transaction():
+            for p in range(n_products):
+                sku = f"B{p:06d}"
+                cat.add_product(sku, f"bench product {p}", price=100 + p % 900)
+                rows = vecs[p * views:(p + 1) * views]
+                cat.add_gallery_images(sku, [f"/bench/{sku}/{v}.jpg" for v in range(views)],
+                                       Embeddings(rows, model))
+        out["catalogue_fill_s"] = round(time.perf_counter() - t0, 2)
+        cat.close()
+
+        progress("building the HNSW index ...")
+        detector = make_detector("tray")
+        t0 = time.perf_counter()
+        engine = Engine(Catalog(db), embedder, detector)
+        out["index_build_s"] = round(time.perf_counter() - t0, 2)
+        engine.close()
+
+        progress("cold start ...")
+        t0 = time.perf_counter()
+        engine = Engine(Catalog(db), embedder, detector)
+        out["cold_start_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+        out["cold_start_index"] = engine.index_action
+
+        rng = np.random.default_rng(1)
+        queries = vecs[rng.integers(0, len(vecs), 200)] + 0.05 * rng.standard_normal(
+            (200, dim)).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        qi = iter(range(10**9))
+
+        def query():
+            i = next(qi) % len(queries)
+            nb = engine.index.search(queries[i:i + 1], k=engine.decider.search_k)
+            engine.decider.decide(nb, engine._sku_of)
+
+        out["query_ms"] = _median_ms(query, 200, warmup=20)
+
+        crops = [np.full((160, 120, 3), 40 * v, np.uint8) for v in range(views)]
+        counter = iter(range(10**6))
+
+        def add():
+            k = next(counter)
+            sku = f"NEW{k:04d}"
+            engine.catalog.add_product(sku, f"new product {k}", price=500)
+            engine.add_images(sku, crops, [f"/bench/new/{k}/{v}.jpg" for v in range(views)])
+
+        out["add_product_ms"] = _median_ms(add, 5)
+        dels = iter(range(0, n_products, 97))
+
+        def delete():
+            engine.remove_product(f"B{next(dels):06d}")
+
+        out["delete_product_ms"] = _median_ms(delete, 10)
+        out["peak_rss_mb"] = _peak_rss_mb()
+        engine.catalog.close()
+    return out
+
+
+def run_bench(quick: bool = False, progress: Callable[[str], None] = lambda m: None) -> dict:
+    from kiosk.demo.catalog import build_demo_catalog
+    from kiosk.embed import load_embedder
+    from kiosk.engine import Engine
+
+    t0 = time.perf_counter()
+    embedder = load_embedder()
+    model_load_ms = round((time.perf_counter() - t0) * 1e3, 1)
+    result: dict = {"model_id": embedder.model_id, "model_load_ms": model_load_ms}
+    from kiosk.text import make_text_reader
+
+    reader = make_text_reader()
+    with tempfile.TemporaryDirectory(prefix="kiosk-bench-demo-") as tmp:
+        progress("demo catalogue ...")
+        db = Path(tmp) / "demo.db"
+        build_demo_catalog(db, embedder=embedder, text_reader=reader)
+        engine = Engine.open(db, embedder=embedder)
+        progress("tray timings ...")
+        result.update(bench_trays(engine))
+        engine.close()
+        if reader is not None:
+            # the same trays with pack text on, as the kiosk runs: items whose close
+            # candidates have enrolled words are read (pack_text: the whole tray's reading)
+            progress("tray timings with pack text ...")
+            engine = Engine.open(db, embedder=embedder, text_reader=reader)
+            result["with_pack_text"] = bench_trays(engine)
+            engine.close()
+            from kiosk.demo.catalog import DEMO_LIST
+            from kiosk.catalog.gallery_io import parse_gallery_list
+            from kiosk.images import load_image
+
+            crop = load_image(next(iter(parse_gallery_list(DEMO_LIST))).path)
+            result["pack_text_read_ms"] = _median_ms(lambda: reader.read(crop), 7)
+    n = 10_000 if quick else 100_000
+    result["gallery_100k" if not quick else "gallery_10k"] = bench_gallery(
+        embedder, n, progress=progress)
+    return result

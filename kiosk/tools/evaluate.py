@@ -1,0 +1,157 @@
+"""Retrieval evaluation on PaddleClas-style gallery/query lists (``kiosk eval``).
+
+Each query image is embedded whole, as one item.  Ranking metrics (recall@k, mAP) use the
+exact similarity to every gallery image; the operating-point metrics (accuracy and the two
+reject rates) go through the same HNSW index and decision rule as the kiosk.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from kiosk.decide import Decider
+from kiosk.embed import Embedder, Embeddings
+from kiosk.retrieve import VectorIndex
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    model_id: str
+    n_gallery: int
+    n_queries: int
+    n_unknown_queries: int
+    recall_at_1: float
+    recall_at_5: float
+    mAP: float
+    threshold: float
+    accuracy: float
+    false_reject_rate: float
+    unknown_reject_rate: float | None
+    # with a text reader: the share of queries whose pack was read, and the accuracy the
+    # pictures alone gave (``accuracy`` is then with the pack text)
+    text_read_rate: float | None = None
+    accuracy_without_text: float | None = None
+    # the decision's first candidate, threshold aside (the picture alone: its soft vote)
+    top1: float | None = None
+    top1_without_text: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def embed_files(embedder: Embedder, paths: Sequence[Path], batch: int = 32,
+                progress: Callable[[int, int], None] | None = None) -> Embeddings:
+    from kiosk.images import load_image
+
+    chunks = []
+    for start in range(0, len(paths), batch):
+        images = [load_image(p) for p in paths[start:start + batch]]
+        chunks.append(embedder.embed(images).vectors)
+        if progress:
+            progress(min(start + batch, len(paths)), len(paths))
+    vecs = np.concatenate(chunks) if chunks else np.zeros((0, embedder.dim), np.float32)
+    return Embeddings(vecs, embedder.model_id)
+
+
+def ranking_metrics(sims: np.ndarray, g_labels: np.ndarray, q_labels: np.ndarray,
+                    ks=(1, 5)) -> dict:
+    """recall@k and mAP over queries whose label is in the gallery."""
+    order = np.argsort(-sims, axis=1, kind="stable")
+    rel = g_labels[order] == q_labels[:, None]  # (Q, G) relevance in rank order
+    has = rel.any(axis=1)
+    rel = rel[has]
+    out = {f"recall_at_{k}": float(rel[:, :k].any(axis=1).mean()) if len(rel) else 0.0
+           for k in ks}
+    if len(rel):
+        hits = np.cumsum(rel, axis=1)
+        ranks = np.arange(1, rel.shape[1] + 1)
+        ap = (rel * hits / ranks).sum(axis=1) / rel.sum(axis=1)
+        out["mAP"] = float(ap.mean())
+    else:
+        out["mAP"] = 0.0
+    return out
+
+
+def evaluate_embeddings(g: Embeddings, g_labels: Sequence[str], q: Embeddings,
+                        q_labels: Sequence[str], decider: Decider, text=None) -> EvalReport:
+    """``text``: optional (profiles, read) where ``profiles`` is a :class:`kiosk.text.
+    TextProfiles` of the gallery's products and ``read(i)`` the words read on query ``i``
+    (called only for queries whose close candidates include a product with text)."""
+    g_labels = np.asarray(g_labels, dtype=object)
+    q_labels = np.asarray(q_labels, dtype=object)
+    sims = q.vectors @ g.vectors.T
+    rank = ranking_metrics(sims, g_labels, q_labels)
+
+    index = VectorIndex(g.dim, g.model_id)
+    ids = np.arange(len(g_labels), dtype=np.int64)
+    index.add(ids, g.vectors)
+    sku_of = dict(zip(ids.tolist(), g_labels.tolist()))
+    decisions = decider.decide(index.search(q.vectors, k=decider.k), sku_of)
+    known = np.isin(q_labels, np.unique(g_labels))
+    text_extra = {}
+    if text is not None:
+        profiles, read = text
+        plain = np.array([d.sku for d in decisions], dtype=object)
+        plain_top = np.array([d.best.sku if d.best else None for d in decisions], dtype=object)
+        n_read = 0
+        for i, d in enumerate(decisions):
+            close = decider.text_contenders(d)
+            if any(profiles.has(c.sku) for c in close):
+                words = read(i)
+                n_read += 1
+                decisions[i] = decider.refine_with_text(
+                    d, {c.sku: profiles.score(words, c.sku) for c in close}, words)
+        text_extra = {
+            "text_read_rate": n_read / len(decisions) if decisions else 0.0,
+            "accuracy_without_text": float((plain[known] == q_labels[known]).mean())
+            if known.any() else 0.0,
+            "top1_without_text": float((plain_top[known] == q_labels[known]).mean())
+            if known.any() else 0.0}
+    top = np.array([d.best.sku if d.best else None for d in decisions], dtype=object)
+    text_extra["top1"] = float((top[known] == q_labels[known]).mean()) if known.any() else 0.0
+
+    called = np.array([d.sku for d in decisions], dtype=object)
+    rejected = np.array([d.unknown for d in decisions])
+    n_known = int(known.sum())
+    n_unknown = int((~known).sum())
+    return EvalReport(
+        model_id=g.model_id,
+        n_gallery=len(g_labels),
+        n_queries=len(q_labels),
+        n_unknown_queries=n_unknown,
+        **rank,
+        threshold=decider.threshold,
+        accuracy=float((called[known] == q_labels[known]).mean()) if n_known else 0.0,
+        false_reject_rate=float(rejected[known].mean()) if n_known else 0.0,
+        unknown_reject_rate=float(rejected[~known].mean()) if n_unknown else None,
+        **text_extra,
+    )
+
+
+def evaluate_lists(embedder: Embedder, gallery_list: Path, query_list: Path,
+                   decider: Decider, progress=None, text_reader=None) -> EvalReport:
+    """With ``text_reader`` the gallery images' pack text is read (as an enrolment would) and
+    queries whose close candidates have text are read and re-ranked as the kiosk does."""
+    from kiosk.catalog.gallery_io import parse_gallery_list
+    from kiosk.images import load_image
+
+    g_entries = parse_gallery_list(gallery_list)
+    q_entries = parse_gallery_list(query_list)
+    g = embed_files(embedder, [e.path for e in g_entries], progress=progress)
+    q = embed_files(embedder, [e.path for e in q_entries], progress=progress)
+    text = None
+    if text_reader is not None:
+        from kiosk.text import TextProfiles
+
+        views: dict[str, list] = {}
+        for n, e in enumerate(g_entries):
+            views.setdefault(e.label, []).append(text_reader.read(load_image(e.path)).words)
+            if progress:
+                progress(n + 1, len(g_entries))
+        profiles = TextProfiles(views, n_products=len(views))
+        text = (profiles, lambda i: text_reader.read(load_image(q_entries[i].path)).words)
+    return evaluate_embeddings(g, [e.label for e in g_entries], q,
+                               [e.label for e in q_entries], decider, text)
