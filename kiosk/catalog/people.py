@@ -10,6 +10,12 @@ from kiosk.catalog.common import _NOW
 class People:
     """Part of :class:`kiosk.catalog.Catalog`: people and their codes."""
 
+    # Rows only; hashing, rules and auditing live in kiosk.checkout.cashier_auth.  The public
+    # shape of a cashier never carries its hashes: id, name, active, has_badge, created_at,
+    # updated_at.
+    _CASHIER_COLS = ("id, name, active, badge_hash IS NOT NULL AS has_badge, created_at, "
+                     "updated_at")
+
     def get_staff_auth(self) -> dict[str, Any] | None:
         """The staff PIN row (hash, salt, parameters, lockout state), or None before first use."""
         rows = self._query("SELECT * FROM staff_auth WHERE id = 1")

@@ -11,6 +11,8 @@ from kiosk.catalog.common import _NOW, _check_currency, _check_role, _check_text
 class Sales:
     """Part of :class:`kiosk.catalog.Catalog`: finished sales, the corrections made on them, and the calls for a cashier."""
 
+    CALL_REASONS = ("shopper", "unknown", "unsure", "unpriced", "camera", "printer")
+
     def record_transaction(self, receipt: Any) -> int:
         """Store a finished basket (a :class:`kiosk.checkout.basket.Receipt` or its ``to_dict()``); returns its id.
 
