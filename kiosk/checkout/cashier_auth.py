@@ -27,7 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kiosk.checkout.staff_auth import MAX_LOCKOUT_S, SCRYPT_PARAMS, _hash
+from kiosk.checkout.lockout import Lockout
+from kiosk.checkout.staff_auth import SCRYPT_PARAMS, _hash
 
 MIN_CODE = 4
 MAX_CODE = 8
@@ -114,14 +115,16 @@ class CashierAuth:
 
     def __init__(self, catalog: Any, *, max_attempts: int = 5, lockout_s: float = 30.0,
                  clock: Callable[[], float] = time.time) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if lockout_s <= 0:
-            raise ValueError("lockout_s must be positive")
+        self.lockout = Lockout(max_attempts, lockout_s, clock)
         self.catalog = catalog
-        self.max_attempts = int(max_attempts)
-        self.lockout_s = float(lockout_s)
-        self.clock = clock
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.lockout.clock
+
+    @property
+    def max_attempts(self) -> int:
+        return self.lockout.max_attempts
 
     # ------------------------------------------------------------------ hashing
     def _salt_row(self) -> dict[str, Any]:
@@ -222,9 +225,8 @@ class CashierAuth:
 
     def locked_until(self, now: float | None = None) -> float | None:
         """When the code lockout ends (clock seconds), or None when not locked at ``now``."""
-        now = self.clock() if now is None else now
-        until = float(self._state()["locked_until"] or 0)
-        return until if until > now else None
+        until = self.lockout.until(self._state())
+        return until if until > self.lockout.now(now) else None
 
     def failures(self) -> int:
         """Wrong codes in a row since the last right code or lockout."""
@@ -234,9 +236,9 @@ class CashierAuth:
         """The active cashier whose code this is, else None.  Always None while locked out
         (the attempt does not count) or before the first cashier.  A malformed code, an unknown
         one and a disabled cashier's count as wrong codes."""
-        now = self.clock() if now is None else now
+        now = self.lockout.now(now)
         row = self.catalog.get_cashier_auth()
-        if row is None or float(row["locked_until"] or 0) > now:
+        if row is None or self.lockout.locked(row, now):
             return None
         digest = None
         try:
@@ -247,26 +249,20 @@ class CashierAuth:
             digest = self._digest(code, row)
         with self.catalog.transaction():
             row = self.catalog.get_cashier_auth()
-            if float(row["locked_until"] or 0) > now:
+            if self.lockout.locked(row, now):
                 return None
             found = self.catalog.cashier_by_code_hash(digest) if digest is not None else None
             if found is not None and found["active"]:
-                if row["failures"] or row["lockouts"]:
+                if self.lockout.needs_reset(row):
                     self.catalog.put_cashier_auth(failures=0, lockouts=0, locked_until=0)
                 return Cashier.from_row(found)
-            failures = int(row["failures"]) + 1
-            lockouts = int(row["lockouts"])
-            until = float(row["locked_until"] or 0)
-            if failures >= self.max_attempts:
-                lockouts += 1
-                until = now + min(self.lockout_s * 2 ** (lockouts - 1), MAX_LOCKOUT_S)
-                failures = 0
+            fail = self.lockout.failure(row, now)
+            if fail.locked_for_s:
                 self.catalog.audit("cashier_code_lockout", "cashier codes", role="system",
-                                   after={"lockouts": lockouts,
-                                          "locked_for_s": round(until - now)},
+                                   after={"lockouts": fail.lockouts,
+                                          "locked_for_s": round(fail.locked_for_s)},
                                    detail=f"{self.max_attempts} wrong cashier codes in a row")
-            self.catalog.put_cashier_auth(failures=failures, lockouts=lockouts,
-                                          locked_until=until)
+            self.catalog.put_cashier_auth(**fail.row())
             return None
 
     def verify_badge(self, text: str) -> Cashier | None:

@@ -18,8 +18,9 @@ import os
 import time
 from typing import Any, Callable
 
+from kiosk.checkout.lockout import Lockout
+
 SCRYPT_PARAMS = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}
-MAX_LOCKOUT_S = 24 * 3600.0
 
 
 class PinFormatError(ValueError):
@@ -45,14 +46,16 @@ class StaffAuth:
 
     def __init__(self, store: Any, *, max_attempts: int = 5, lockout_s: float = 30.0,
                  clock: Callable[[], float] = time.time) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if lockout_s <= 0:
-            raise ValueError("lockout_s must be positive")
+        self.lockout = Lockout(max_attempts, lockout_s, clock)
         self.store = store
-        self.max_attempts = int(max_attempts)
-        self.lockout_s = float(lockout_s)
-        self.clock = clock
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.lockout.clock
+
+    @property
+    def max_attempts(self) -> int:
+        return self.lockout.max_attempts
 
     def _row(self) -> dict[str, Any]:
         return self.store.get_staff_auth() or {"pin_hash": None, "salt": None, "params": None,
@@ -82,9 +85,8 @@ class StaffAuth:
 
     def locked_until(self, now: float | None = None) -> float | None:
         """When the lockout ends (clock seconds), or None when not locked at ``now``."""
-        now = self.clock() if now is None else now
-        until = float(self._row()["locked_until"] or 0)
-        return until if until > now else None
+        until = self.lockout.until(self._row())
+        return until if until > self.lockout.now(now) else None
 
     def failures(self) -> int:
         return int(self._row()["failures"])
@@ -92,12 +94,10 @@ class StaffAuth:
     def verify(self, pin: str, now: float | None = None) -> bool:
         """True for the right PIN.  Always False while locked out (the attempt does not
         count) or when no PIN is set.  A malformed PIN counts as a wrong one."""
-        now = self.clock() if now is None else now
+        now = self.lockout.now(now)
         with self.store.transaction():
             row = self._row()
-            if row["pin_hash"] is None:
-                return False
-            if float(row["locked_until"] or 0) > now:
+            if row["pin_hash"] is None or self.lockout.locked(row, now):
                 return False
             ok = False
             try:
@@ -108,20 +108,16 @@ class StaffAuth:
                 digest = _hash(pin, bytes(row["salt"]), json.loads(row["params"]))
                 ok = hmac.compare_digest(digest, bytes(row["pin_hash"]))
             if ok:
-                if row["failures"] or row["lockouts"]:
+                if self.lockout.needs_reset(row):
                     self.store.put_staff_auth(failures=0, lockouts=0, locked_until=0)
                 return True
-            failures = int(row["failures"]) + 1
-            lockouts = int(row["lockouts"])
-            until = float(row["locked_until"] or 0)
-            if failures >= self.max_attempts:
-                lockouts += 1
-                until = now + min(self.lockout_s * 2 ** (lockouts - 1), MAX_LOCKOUT_S)
-                failures = 0
+            fail = self.lockout.failure(row, now)
+            if fail.locked_for_s:
                 self.store.audit("pin_lockout", "staff PIN", role="system",
-                                 after={"lockouts": lockouts, "locked_for_s": round(until - now)},
+                                 after={"lockouts": fail.lockouts,
+                                        "locked_for_s": round(fail.locked_for_s)},
                                  detail=f"{self.max_attempts} wrong PINs in a row")
-            self.store.put_staff_auth(failures=failures, lockouts=lockouts, locked_until=until)
+            self.store.put_staff_auth(**fail.row())
             return False
 
 
