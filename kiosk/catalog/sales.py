@@ -12,7 +12,7 @@ class Sales:
     """Part of :class:`kiosk.catalog.Catalog`: finished sales, the corrections made on them, and the calls for a cashier."""
 
     def record_transaction(self, receipt: Any) -> int:
-        """Store a finished basket (a :class:`kiosk.checkout.basket.Receipt` or its ``to_dict()``); returns its id.
+        """Store a finished basket (a :class:`kiosk.basket.Receipt` or its ``to_dict()``); returns its id.
 
         Refuses empty receipts, unpriced lines and totals that do not add up.
         """
