@@ -19,67 +19,39 @@ class CliError(Exception):
 
 
 # ---------------------------------------------------------------- helpers
-def _demo_db() -> Path:
-    from kiosk.paths import data_dir
-
-    return data_dir() / "demo" / "catalog.db"
-
-
 # set by main() while a command (not the window) runs: the settings file it read
 _CONTEXT: dict = {"settings": None}
 
 
 def _existing(db: Path, where: str) -> Path:
     """``db`` when it is a catalogue file; else the one-line error naming it."""
-    if db.is_dir():
-        raise CliError(f"{db} ({where}) is a folder, not a catalogue file")
-    if not db.exists():
-        raise CliError(f"{db} ({where}): no such catalogue (create one with `kiosk gallery "
-                       "import`, or check the path)")
-    return db
+    from kiosk.assemble import existing_db
+
+    return existing_db(db, where)
 
 
 def resolve_db(arg: str | None, embedder=None, *, must_exist: bool = False,
                progress=None) -> Path:
-    """--db, else the settings file's ``[paths] db`` (while a command runs), else $KIOSK_DB,
-    else the store catalogue if it exists, else the demo catalogue (built on first use, with
-    ``embedder`` when given).  ``must_exist``: a catalogue named by --db, the settings or
-    $KIOSK_DB that does not exist is a :class:`CliError` (for commands that never create
-    one)."""
-    from kiosk.paths import default_db_path
+    """:func:`kiosk.assemble.resolve_db` with the settings file of the running command."""
+    from kiosk.assemble import resolve_db as resolve
 
-    settings = _CONTEXT["settings"]
-    named = [(arg, "--db")]
-    if settings is not None and settings.paths.db:
-        named.append((str(settings.db_path()), "[paths] db of the settings"))
-    named.append((os.environ.get("KIOSK_DB"), "$KIOSK_DB"))
-    for value, where in named:
-        if value:
-            return _existing(Path(value), where) if must_exist else Path(value)
-    if default_db_path().exists():
-        return default_db_path()
-    db = _demo_db()
-    if not db.exists():
-        from kiosk.demo.catalog import build_demo_catalog
-
-        print(f"no catalogue yet: using the built-in demo catalogue at {db}", file=sys.stderr)
-        build_demo_catalog(db, embedder=embedder, progress=progress)
-    return db
+    return resolve(arg, embedder, settings=_CONTEXT["settings"], must_exist=must_exist,
+                   progress=progress)
 
 
 def _store_db(args) -> Path:
     """The catalogue a command that may create one writes to: --db, else the settings
     file's ``[paths] db``, else $KIOSK_DB, else the store catalogue (never the demo)."""
-    from kiosk.paths import default_db_path
+    from kiosk.assemble import store_db
 
-    if getattr(args, "db", None):
-        return Path(args.db)
-    settings = _CONTEXT["settings"]
-    if settings is not None and settings.paths.db:
-        return settings.db_path()
-    if os.environ.get("KIOSK_DB"):
-        return Path(os.environ["KIOSK_DB"])
-    return default_db_path()
+    return store_db(getattr(args, "db", None), _CONTEXT["settings"])
+
+
+def _settings():
+    """The settings file of the running command, else the defaults."""
+    from kiosk.settings import Settings
+
+    return _CONTEXT["settings"] or Settings()
 
 
 def _load_settings(path: str | None, *, strict: bool = True):
@@ -158,9 +130,8 @@ def cmd_setup(args) -> int:
 
 
 def cmd_gallery_import(args) -> int:
+    from kiosk.assemble import load_model, open_engine
     from kiosk.catalog import Catalog
-    from kiosk.embed import load_embedder
-    from kiosk.engine import Engine
     from kiosk.catalog.gallery_io import import_gallery, parse_gallery_list, parse_products_csv, scan_folder
 
     src = Path(args.source)
@@ -170,7 +141,7 @@ def cmd_gallery_import(args) -> int:
     products = parse_products_csv(Path(args.products)) if args.products else None
     if not entries and not products:
         raise CliError(f"{src}: nothing to import: no images {'found' if src.is_dir() else 'listed'}")
-    embedder = load_embedder(args.model)
+    embedder = load_model(model=args.model)
     db = _store_db(args)  # may not exist yet: importing creates the store catalogue
     catalog = Catalog(db)
     copy_to = None if args.no_copy else db.parent / "gallery"
@@ -180,7 +151,7 @@ def cmd_gallery_import(args) -> int:
                                 progress=(lambda stage, done, total: show(done, total)) if show else None)
     finally:  # also on a refused import: no connection left open
         catalog.close()
-    Engine.open(db, embedder=embedder).close()  # brings the vector index up to date
+    open_engine(db, _settings(), embedder=embedder).close()  # brings the vector index up to date
     if args.json:
         _print_json(dataclasses.asdict(report))  # ImportReport has no to_dict
     else:
@@ -189,15 +160,17 @@ def cmd_gallery_import(args) -> int:
 
 
 def cmd_gallery_add(args) -> int:
-    from kiosk.engine import Engine
+    from kiosk.assemble import load_model, open_engine, text_reader_for
     from kiosk.images import load_image
     from kiosk.money import parse_price
-    from kiosk.text import make_text_reader
 
     # the new views' pack text is read as a staff enrolment in the window reads it
     # the store catalogue (created by a first product); a --db that is not there is a typo
     db = _existing(_store_db(args), "--db") if args.db else _store_db(args)
-    engine = Engine.open(db, text_reader=make_text_reader(), text_backfill_limit=0)
+    settings = _settings()
+    embedder = load_model(settings)
+    engine = open_engine(db, settings, embedder=embedder,
+                         text_reader=text_reader_for(settings, embedder), text_backfill_limit=0)
     try:
         images = [load_image(Path(p)) for p in args.images]
         cat = engine.catalog
@@ -220,11 +193,11 @@ def cmd_gallery_add(args) -> int:
 
 
 def cmd_read_text(args) -> int:
-    from kiosk.engine import Engine
+    from kiosk.assemble import open_engine
     from kiosk.text import TextReader
 
     db = resolve_db(args.db, must_exist=True)
-    engine = Engine.open(db, text_reader=TextReader(), text_backfill_limit=0)
+    engine = open_engine(db, _settings(), text_reader=TextReader(), text_backfill_limit=0)
     try:
         todo = engine.catalog.files_without_words(engine.text_reader.reader_id)
         print(f"{len(todo)} gallery image(s) to read", file=sys.stderr)
@@ -236,9 +209,10 @@ def cmd_read_text(args) -> int:
 
 
 def cmd_gallery_remove(args) -> int:
-    from kiosk.engine import Engine
+    from kiosk.assemble import open_engine
 
-    engine = Engine.open(_existing(_store_db(args), "--db" if args.db else "the catalogue"))
+    engine = open_engine(_existing(_store_db(args), "--db" if args.db else "the catalogue"),
+                         _settings())
     try:
         n = engine.remove_product(args.sku, role="cli")
     except KeyError as exc:
@@ -315,13 +289,13 @@ def cmd_restore(args) -> int:
 
 
 def cmd_recognize(args) -> int:
-    from kiosk.engine import Engine
+    from kiosk.assemble import open_engine
     from kiosk.images import ImageError, load_image
     from kiosk.money import format_price
 
     db = resolve_db(args.db, must_exist=True)
-    background = load_image(Path(args.background)) if args.background else None
-    engine = Engine.open(db, background=background)
+    given = {"background": load_image(Path(args.background))} if args.background else {}
+    engine = open_engine(db, _settings(), **given)  # as the kiosk recognises
     failed = 0
     try:
         for n, path in enumerate(args.images):
@@ -361,12 +335,12 @@ def cmd_recognize(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from kiosk.assemble import load_model
     from kiosk.decide import Decider
-    from kiosk.embed import load_embedder
     from kiosk.engine import model_threshold
     from kiosk.tools.evaluate import evaluate_lists
 
-    embedder = load_embedder(args.model)
+    embedder = load_model(model=args.model)
     threshold = args.threshold if args.threshold is not None else model_threshold(embedder)
     reader = None
     if args.text:
@@ -381,14 +355,14 @@ def cmd_eval(args) -> int:
 
 
 def cmd_eval_trays(args) -> int:
-    from kiosk.embed import load_embedder
+    from kiosk.assemble import load_model
     from kiosk.tools.tray_eval import run_tray_eval
 
     def progress(stage: str, done: int, total: int) -> None:
         print(f"\r{stage}: {done}/{total}", end="" if done < total else "\n",
               file=sys.stderr, flush=True)
 
-    embedder = load_embedder(args.model)
+    embedder = load_model(model=args.model)
     reader = None
     if args.text:
         from kiosk.text import TextReader
@@ -402,7 +376,7 @@ def cmd_eval_trays(args) -> int:
 
 
 def cmd_eval_stream(args) -> int:
-    from kiosk.embed import load_embedder
+    from kiosk.assemble import load_model
     from kiosk.settings import Settings
     from kiosk.tools.stream_eval import run_stream
 
@@ -411,7 +385,7 @@ def cmd_eval_stream(args) -> int:
             print(f"\r{stage}: {done}/{total}", end="" if done < total else "\n",
                   file=sys.stderr, flush=True)
 
-    embedder = load_embedder(args.model)
+    embedder = load_model(model=args.model)
     reader = None
     if args.text:
         from kiosk.text import TextReader
@@ -427,16 +401,16 @@ def cmd_eval_stream(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    from kiosk.assemble import load_model, open_engine
     from kiosk.tools.calibrate import calibrate
-    from kiosk.embed import load_embedder
-    from kiosk.engine import Engine
     from kiosk.settings import Settings, default_settings_path, save_settings, with_changes
 
-    embedder = load_embedder(args.model)
+    embedder = load_model(model=args.model)
     db = resolve_db(args.db, embedder, must_exist=True)
     settings = _CONTEXT["settings"] or Settings()
-    engine = Engine.open(db, embedder=embedder, threshold=settings.recognition.threshold,
-                         k=settings.recognition.k, text_backfill_limit=0)
+    # measured from the default margins, not from the ones it is about to replace
+    engine = open_engine(db, settings, embedder=embedder, unsure_margin=None,
+                         product_floor=None, text_backfill_limit=0)
     try:
         report = calibrate(engine, args.silent_rate)
         old = settings.checkout.unsure_margin
@@ -486,8 +460,8 @@ def cmd_split_dev(args) -> int:
 def _train_from_catalog(args, cfg) -> int:
     import time
 
+    from kiosk.assemble import load_model
     from kiosk.tools.catalog_train import train_from_catalog
-    from kiosk.embed import load_embedder
     from kiosk.paths import data_dir
     from kiosk.settings import Settings, default_settings_path
 
@@ -499,7 +473,7 @@ def _train_from_catalog(args, cfg) -> int:
     db = _existing(Path(args.from_catalog), "--from-catalog")
     out = Path(args.out) if args.out else (
         data_dir() / "models" / time.strftime("catalog-%Y%m%d-%H%M%S"))
-    current = load_embedder(args.model or settings.recognition.model)
+    current = load_model(settings, model=args.model)
     report = train_from_catalog(
         db, current, out, base_lists=args.train or (), cfg=cfg, holdout=args.holdout,
         unsure_margin=settings.checkout.unsure_margin, swap=not args.dry_run,
@@ -542,26 +516,29 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_bench(args) -> int:
+def cmd_bench(args, window=None) -> int:
     if getattr(args, "store", None) is not None:
         from kiosk.sync.bench import cmd_store_bench
 
         return cmd_store_bench(args)
+    gui = bool(getattr(args, "gui", False))
     if getattr(args, "soak", None) is not None:
-        from kiosk.tools.soak import format_report, run_gui_soak, run_soak
+        from kiosk.tools.soak import format_report, run_soak
 
-        soak = run_gui_soak if getattr(args, "gui", False) else run_soak
-        result = soak(args.soak, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+        say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+        if gui:
+            result = _window(window, "bench --soak --gui").soak(args.soak, progress=say)
+        else:
+            result = run_soak(args.soak, progress=say)
         if args.json:
             _print_json(result)
         else:
             print(format_report(result))
         return 0 if result["pass"] else 1
-    if getattr(args, "gui", False):
-        from kiosk.ui.bench_gui import run_gui_bench
-
-        result = run_gui_bench(progress=lambda msg: print(msg, file=sys.stderr),
-                               model_process=not args.model_in_process)
+    if gui:
+        result = _window(window, "bench --gui").bench(
+            progress=lambda msg: print(msg, file=sys.stderr),
+            model_process=not args.model_in_process)
         result["model_process"] = not args.model_in_process
         if args.json:
             _print_json(result)
@@ -673,25 +650,124 @@ def cmd_cashier(args) -> int:
     return 0
 
 
-def run_gui(args) -> int:
-    from kiosk.ui.app import main as gui_main
+def _window(window, what: str):
+    """The window toolkit's commands (:mod:`kiosk.ui.commands`), which the program entry
+    (:mod:`kiosk.__main__`) gives :func:`main`; this module never imports :mod:`kiosk.ui`."""
+    if window is None:
+        raise CliError(f"`{what}` needs the window: run it as `kiosk` (python -m kiosk), not "
+                       "through kiosk.cli")
+    return window() if callable(window) else window
 
-    return gui_main(sys.argv[:1], settings_path=(getattr(args, "settings", None)
-                                                 or getattr(args, "top_settings", None)),
-                    fullscreen=bool(getattr(args, "fullscreen", False)),
-                    first_receipt_exit=getattr(args, "first_receipt_exit", None))
+
+def run_gui(args, window=None) -> int:
+    """The kiosk itself (``kiosk``, ``kiosk gui``): it reads its settings itself."""
+    return _window(window, "kiosk gui").run_kiosk(
+        settings_path=(getattr(args, "settings", None) or getattr(args, "top_settings", None)),
+        fullscreen=bool(getattr(args, "fullscreen", False)),
+        first_receipt_exit=getattr(args, "first_receipt_exit", None))
 
 
-def cmd_self_test(args) -> int:
+def cmd_self_test(args, window=None) -> int:
     from kiosk.tools.selftest import main as self_test
 
+    checks = _window(window, "kiosk --self-test").self_test_checks()
     # reported, the self-test goes on with defaults
     settings = _load_settings(getattr(args, "top_settings", None), strict=False)
     db = None
     if settings is not None and settings.paths.db:
         db = settings.db_path()
     return self_test(db_path=db, as_json=bool(getattr(args, "top_json", False)),
-                     settings=settings)
+                     settings=settings, window=checks)
+
+
+# ---------------------------------------------------------------- kiosk store
+def add_store_parser(sub) -> None:
+    s = sub.add_parser("store", help="the store's PostgreSQL server shared by its kiosks "
+                                     "(init, status, sync)")
+    st = s.add_subparsers(dest="store_command", required=True)
+    for name, what in (("init", "create or migrate the server schema"),
+                       ("status", "kiosks, last contact, sync lag and pending outbox"),
+                       ("sync", "push this kiosk's outbox and pull the store's changes once")):
+        p = st.add_parser(name, help=what)
+        p.add_argument("--server", metavar="URL",
+                       help="postgresql://user@host[:port]/database (default: [store] server)")
+        if name == "status":
+            p.add_argument("--json", action="store_true")
+        if name == "sync":
+            p.add_argument("--db", help="catalogue database")
+        p.set_defaults(func=cmd_store)
+
+
+def cmd_store(args) -> int:
+    """``kiosk store init | status | sync``: the store's PostgreSQL server (:mod:`kiosk.sync`).
+    The server comes from ``[store] server`` (``--server`` overrides it), the password from
+    ``[store] password_file`` or ``$KIOSK_STORE_PASSWORD`` (never from the command line, never
+    printed)."""
+    import psycopg
+
+    from kiosk.sync import server as srv
+    from kiosk.sync.config import StoreConfigError, connect, redact, store_config
+
+    try:
+        cfg = store_config(_settings(), args.server)
+    except StoreConfigError as exc:
+        raise CliError(str(exc)) from None
+    if cfg is None:
+        raise CliError("no store server: set [store] server in the settings (or --server URL)")
+    where = redact(cfg.url)
+    try:
+        if args.store_command == "init":
+            with connect(cfg.url, cfg.password) as conn:
+                before, after = srv.init_server(conn)
+            if before == after:
+                print(f"store server {where}: schema version {after}, up to date")
+            else:
+                print(f"store server {where}: schema version {before} -> {after}")
+            return 0
+        if args.store_command == "status":
+            from kiosk.sync.status import format_status, store_status
+
+            with connect(cfg.url, cfg.password) as conn:
+                srv.check_schema(conn)
+                st = store_status(conn)
+            if args.json:
+                print(json.dumps(st, ensure_ascii=False, indent=2))
+            else:
+                print(format_status(st))
+            return 0
+        if args.store_command == "sync":
+            from kiosk.sync.client import StoreClient
+
+            db = resolve_db(args.db, must_exist=True)
+            client = StoreClient(db, cfg.url, password=cfg.password, kiosk_name=cfg.kiosk_name,
+                                 model_id=_store_model_id(db))
+            try:
+                client.connect()
+                sent = client.push()
+                res = client.pull()
+                client.heartbeat()
+            finally:
+                client.close()
+            print(f"{db}: sent {sent} changes, applied {len(res.products)} product changes, "
+                  f"{res.views_added} views (+{res.views_pending} waiting for this model), "
+                  f"{res.calls} calls; at change {res.last_change_no}")
+            return 0
+    except srv.ServerSchemaError as exc:
+        raise CliError(f"store server {where}: {exc}") from None
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise CliError(f"store server {where}: {first}") from None
+    raise CliError(f"unknown store command {args.store_command!r}")  # pragma: no cover
+
+
+def _store_model_id(db) -> str | None:
+    """The model of the catalogue's gallery (the one the kiosk on it uses), without loading it."""
+    from kiosk.catalog import Catalog
+
+    with Catalog(db) as cat:
+        rows = cat._rows("SELECT model_id, COUNT(*) FROM gallery_images GROUP BY model_id "
+                         "ORDER BY 2 DESC LIMIT 1")
+    return rows[0][0] if rows else None
 
 
 # ---------------------------------------------------------------- parser
@@ -936,8 +1012,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --store: an existing server (default: a throw-away local one)")
     s.set_defaults(func=cmd_bench)
 
-    from kiosk.sync.cli import add_store_parser
-
     add_store_parser(sub)
     return p
 
@@ -959,7 +1033,12 @@ def _early_data_dir(argv: list[str]) -> None:
         return
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, window=None) -> int:
+    """Run the ``kiosk`` command line ``argv``; the exit status.  ``window``: the window
+    toolkit's commands (:mod:`kiosk.ui.commands`, or a function returning them) for the
+    commands that need Qt: the kiosk itself, ``--self-test``, ``bench --gui`` and ``bench
+    --soak --gui``.  Given by the program entry (:mod:`kiosk.__main__`); without it those
+    commands are refused (exit status 2)."""
     os.umask(0o077)  # everything the kiosk writes (catalogue, pictures, backups) is owner-only
     from kiosk.logs import setup_logging
 
@@ -978,15 +1057,19 @@ def main(argv: list[str] | None = None) -> int:
     command = getattr(args, "func", None)
     if args.self_test or command in (None, run_gui):
         setup_logging(args.verbose)
-        if args.self_test:
-            return cmd_self_test(args)
-        return run_gui(args)  # plain ``kiosk``: the kiosk itself (reads its settings itself)
+        try:
+            if args.self_test:
+                return cmd_self_test(args, window)
+            return run_gui(args, window)  # plain ``kiosk``: the kiosk itself
+        except CliError as exc:
+            print(f"kiosk: error: {exc}", file=sys.stderr)
+            return 2
     try:
         try:  # the settings first: their [paths] data_dir decides where the log goes
             _CONTEXT["settings"] = _load_settings(args.top_settings)
         finally:
             setup_logging(args.verbose)
-        rc = command(args)
+        rc = command(args, window) if command is cmd_bench else command(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return rc
     except BrokenPipeError:

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kiosk.checkout.basket import Receipt, build_receipt
+from kiosk.basket import Receipt, build_receipt
 from kiosk.catalog import Catalog, Product
 from kiosk.decide import Decider, Decision
 from kiosk.detect import Detections, Detector, make_detector

@@ -63,3 +63,22 @@ class Throttle:
 def throttled(fn: Optional[ProgressFn], interval: float = 0.1) -> Throttle:
     """``fn`` throttled (a :class:`Throttle` comes back as it is: wrapping twice is harmless)."""
     return fn if isinstance(fn, Throttle) else Throttle(fn, interval)
+
+
+def process_age_s() -> float:
+    """Seconds since this process was started (Linux: /proc/self/stat), else since this module
+    was imported.  Start-up timings (``kiosk gui --first-receipt-exit``, the self-test's first
+    recognised tray) are measured from the launch."""
+    import os
+    from pathlib import Path
+
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of stat: starttime, in clock ticks after boot
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED_AT
+
+
+_IMPORTED_AT = time.monotonic()

@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from kiosk import paths as _paths
 
@@ -108,10 +109,27 @@ def _currency(v: Any) -> str:
     return v
 
 
-def _server_url(v: Any) -> str:
-    from kiosk.sync.config import check_server_url
+# the store server's password comes from this environment variable (or [store] password_file)
+STORE_PASSWORD_ENV = "KIOSK_STORE_PASSWORD"
 
-    return check_server_url(v)
+
+def check_server_url(v: Any) -> str:
+    """A settings checker: a postgresql:// URL with a host and no password in it."""
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError(f"must be a postgresql:// URL, got {v!r}")
+    v = v.strip()
+    try:
+        parts = urlsplit(v)
+    except ValueError as e:
+        raise ValueError(f"is not a valid URL: {e}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("must start with postgresql://")
+    if parts.password is not None:
+        raise ValueError("must not hold the password: put it in [store] password_file or "
+                         f"${STORE_PASSWORD_ENV}")
+    if not parts.hostname:
+        raise ValueError("must name the server's host, e.g. postgresql://kiosk@10.0.0.5/store")
+    return v
 
 
 def _opt(doc: str, check: Callable[[Any], Any], default: Any = None, *, example: str = ""):
@@ -159,7 +177,7 @@ class StoreSettings:
     name: str = _opt("store name shown on the screen and receipts", _text, "袋鼯麻麻")
     server: str | None = _opt("the store's PostgreSQL server, shared by all its kiosks "
                               "(postgresql://user@host[:port]/database, no password in it; "
-                              "unset: this kiosk works alone)", _server_url,
+                              "unset: this kiosk works alone)", check_server_url,
                               example='"postgresql://kiosk@10.0.0.5/store"')
     password_file: str | None = _opt("file whose first line is the server's password (else "
                                      "$KIOSK_STORE_PASSWORD, else $PGPASSWORD / ~/.pgpass)",

@@ -22,7 +22,7 @@ from PIL import Image
 
 from kiosk.demo import scenes as demo
 from kiosk.catalog import Catalog
-from kiosk.cli import main
+from kiosk.__main__ import main  # the `kiosk` command (the window too)
 from kiosk.engine import Engine, index_path_for
 from kiosk.catalog.gallery_io import import_gallery, parse_gallery_list
 from kiosk.images import MAX_IMAGE_PIXELS, load_image

@@ -103,12 +103,18 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
                        languages=("zh_CN", "en"), layouts: bool = True) -> list[Path]:
     """Render every view of :data:`VIEWS` in each language: ``<view>_<zh|en>.png``, and
     (``layouts``) the shopper view at every size of :data:`SCREENS`."""
-    from kiosk.assemble import cashier_auth, checkout_session
+    from kiosk.assemble import (
+        KioskParts,
+        cashier_auth,
+        checkout_session,
+        load_model,
+        open_engine,
+        text_reader_for,
+    )
     from kiosk.camera.demo import DemoCamera
-    from kiosk.engine import Engine
     from kiosk.settings import Settings
     from kiosk.ui import i18n
-    from kiosk.ui.app import KioskParts, build_window, setup_application
+    from kiosk.ui.app import build_window, setup_application
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,9 +129,7 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
 
     try:
         if embedder is None:
-            from kiosk.embed import load_embedder
-
-            embedder = load_embedder()
+            embedder = load_model()
         if db is None:
             from kiosk.demo.catalog import build_demo_catalog
 
@@ -136,14 +140,13 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
         settings = Settings()
         app = setup_application(settings=settings)
         camera = DemoCamera(fps=30, seed=1, script=SCENE)
-        from kiosk.text import make_text_reader
-
-        engine = Engine.open(db, embedder=embedder, background=camera.background(),
-                             text_reader=make_text_reader(embedder))
+        engine = open_engine(db, settings, embedder=embedder, background=camera.background(),
+                             text_reader=text_reader_for(settings, embedder))
         engine.remove_product(ENROL_SKU)  # so that staff can enrol it
         cashier_auth(engine.catalog).add(*CASHIER, role="staff")
         session = checkout_session(engine, settings, settle_ms=150)
-        window = build_window(KioskParts(engine, session, camera, "demo", db), settings)
+        parts = KioskParts(engine, session, camera, "demo", db, owns_model=False)
+        window = build_window(parts, settings)
         window.resize(*SIZE)
         window.show()
         files: list[Path] = []
@@ -242,7 +245,7 @@ def render_screenshots(out_dir: str | Path, *, db: str | Path | None = None, emb
             from PySide6.QtWidgets import QApplication
 
             QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-            engine.close()
+            parts.close()  # the engine and the camera (the model is the caller's)
             i18n.set_language(app, "zh_CN")
         return files
     finally:

@@ -19,42 +19,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
+# the stage's types, shared with the demo camera
+from kiosk.camera.base import Camera, CameraError, Frame  # noqa: F401
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Frame:
-    image: np.ndarray  # BGR uint8 (H, W, 3)
-    index: int  # increases by one per captured frame, across reconnects
-    t: float  # time.monotonic() when captured
-    repeat: bool = False  # the very same picture as the frame before (a frozen stream)
-
-
-class CameraError(RuntimeError):
-    """A camera cannot be opened, or went away while reading."""
-
-
-@runtime_checkable
-class Camera(Protocol):
-    name: str
-
-    def open(self) -> None:
-        """Open the device / file; raises :class:`CameraError` with a clear message."""
-
-    def read(self) -> np.ndarray | None:
-        """The next image (BGR uint8), or None when there is no frame right now.
-
-        Raises :class:`CameraError` when the device is gone."""
-
-    def close(self) -> None:
-        """Release the device (safe to call twice)."""
 
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from kiosk.demo import scenes as demo
-from kiosk.camera import CameraError
+from kiosk.camera.base import CameraError
 
 Step = tuple
 

@@ -3,7 +3,7 @@ what may be stored (sku, name, price, currency, barcode, who did it)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -86,3 +86,17 @@ def _check_role(role: object) -> str:
     if role not in AUDIT_ROLES:
         raise ValueError(f"audit role must be one of {', '.join(AUDIT_ROLES)}; got {role!r}")
     return role  # type: ignore[return-value]
+
+
+# the words read on a pack (kiosk.text), as the catalogue stores them
+def dumps_words(words: Sequence[str]) -> str:
+    return json.dumps(list(words), ensure_ascii=False)
+
+
+def loads_words(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    value = json.loads(text)
+    if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
+        raise ValueError("stored words must be a JSON list of strings")
+    return tuple(value)

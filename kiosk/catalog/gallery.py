@@ -185,7 +185,7 @@ class Gallery:
         """Store the words ``reader`` read on gallery files of ``sku``: rows of (file, source,
         words); ``source`` is the file actually read (a half-turned copy names its original).
         Replaces what that reader stored before for those files."""
-        from kiosk.text import dumps_words
+        from kiosk.catalog.common import dumps_words
 
         _check_text(reader, "reader")
         checked = []
@@ -205,7 +205,7 @@ class Gallery:
     def gallery_words(self, reader: str) -> dict[str, list[tuple[str, ...]]]:
         """Active products' words as read by ``reader``: one word list per view actually read
         (copies folded into their source), only for files still in the gallery."""
-        from kiosk.text import loads_words
+        from kiosk.catalog.common import loads_words
 
         rows = self._rows(
             "SELECT t.sku, t.source, MIN(t.words) FROM gallery_text t "

@@ -229,10 +229,10 @@ def _m007_learned_views(db: sqlite_utils.Database) -> None:
 
 
 def _m008_sync(db: sqlite_utils.Database) -> None:
-    """Store sync (:mod:`kiosk.sync.local`): this kiosk's id, the outbox (written by triggers in
+    """Store sync (:mod:`kiosk.catalog.sync_tables`, used by :mod:`kiosk.sync.local`): this kiosk's id, the outbox (written by triggers in
     the transaction of each change, only once the kiosk has joined a store server), UUIDs of
     sales, corrections, audit rows, calls and gallery views, the store's calls."""
-    from kiosk.sync.local import migrate_local
+    from kiosk.catalog.sync_tables import migrate_local
 
     migrate_local(db)
 

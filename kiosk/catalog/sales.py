@@ -14,7 +14,7 @@ class Sales:
     CALL_REASONS = ("shopper", "unknown", "unsure", "unpriced", "camera", "printer")
 
     def record_transaction(self, receipt: Any) -> int:
-        """Store a finished basket (a :class:`kiosk.checkout.basket.Receipt` or its ``to_dict()``); returns its id.
+        """Store a finished basket (a :class:`kiosk.basket.Receipt` or its ``to_dict()``); returns its id.
 
         Refuses empty receipts, unpriced lines and totals that do not add up.
         """

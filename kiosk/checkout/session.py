@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import cv2
 import numpy as np
 
-from kiosk.checkout.basket import Receipt
+from kiosk.basket import Receipt
 from kiosk.decide import Decision
 from kiosk.detect import item_crop
 from kiosk.track import match_in_place, match_moved, sig_diff, signature

@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from kiosk.detect import Detections
+from kiosk.detect.base import Detections
 from kiosk.runtime.paddle import PaddleModel, as_float_list, find_model_files, load_yaml
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ import math
 import cv2
 import numpy as np
 
-from kiosk.detect import Detections
+from kiosk.detect.base import Detections
 
 log = logging.getLogger(__name__)
 

@@ -14,47 +14,8 @@ models are never mixed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
-
-import numpy as np
-
-
-@dataclass(frozen=True)
-class Embeddings:
-    """vectors: (N, D) float32, each row L2-normalised.  model_id: the model that made them."""
-
-    vectors: np.ndarray
-    model_id: str
-
-    def __post_init__(self) -> None:
-        v = np.ascontiguousarray(self.vectors, dtype=np.float32)
-        if v.ndim != 2:
-            raise ValueError("vectors must be 2-D")
-        object.__setattr__(self, "vectors", v)
-
-    def __len__(self) -> int:
-        return len(self.vectors)
-
-    @property
-    def dim(self) -> int:
-        return self.vectors.shape[1]
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    model_id: str  # "<name>@<version>", changes whenever the weights change
-    dim: int
-
-    def embed(self, crops: Sequence[np.ndarray]) -> Embeddings:
-        """Embed BGR uint8 crops (any sizes).  Returns one normalised row per crop."""
-        ...
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(n, eps)
+# the stage's types, shared with the backends
+from kiosk.embed.base import Embedder, Embeddings, l2_normalize  # noqa: F401
 
 
 def load_embedder(spec: str | None = None) -> Embedder:

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from kiosk.embed import Embeddings, l2_normalize
+from kiosk.embed.base import Embeddings, l2_normalize
 from kiosk.runtime.paddle import PaddleModel, as_float_list, find_model_files, load_yaml, params_digest, parse_number
 
 log = logging.getLogger(__name__)

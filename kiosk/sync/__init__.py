@@ -7,7 +7,7 @@
 * :mod:`kiosk.sync.client` — push, pull, heartbeat, and :class:`~kiosk.sync.client.SyncWorker`
   (a thread: LISTEN/NOTIFY wake-ups, back-off while the server is away).
 * :mod:`kiosk.sync.store_calls` — the store's calls for the cashier, from every kiosk.
-* :mod:`kiosk.sync.status` — ``kiosk store status``; :mod:`kiosk.sync.cli` — ``kiosk store``.
+* :mod:`kiosk.sync.status` — ``kiosk store status``; ``kiosk store`` is in :mod:`kiosk.cli`.
 * :mod:`kiosk.sync.config` — ``[store]`` settings, the password (never logged), connections.
 * :mod:`kiosk.sync.bench` — ``kiosk bench --store N``.
 * :mod:`kiosk.sync.pgserver` — a throw-away local PostgreSQL (tests, the bench).

@@ -12,30 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-PASSWORD_ENV = "KIOSK_STORE_PASSWORD"
+from kiosk.settings import STORE_PASSWORD_ENV as PASSWORD_ENV
+from kiosk.settings import check_server_url
 
 
 class StoreConfigError(ValueError):
     """The store settings cannot be used (the message never holds the password)."""
-
-
-def check_server_url(v: object) -> str:
-    """A settings checker: a postgresql:// URL with a host and no password in it."""
-    if not isinstance(v, str) or not v.strip():
-        raise ValueError(f"must be a postgresql:// URL, got {v!r}")
-    v = v.strip()
-    try:
-        parts = urlsplit(v)
-    except ValueError as e:
-        raise ValueError(f"is not a valid URL: {e}") from None
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ValueError("must start with postgresql://")
-    if parts.password is not None:
-        raise ValueError("must not hold the password: put it in [store] password_file or "
-                         f"${PASSWORD_ENV}")
-    if not parts.hostname:
-        raise ValueError("must name the server's host, e.g. postgresql://kiosk@10.0.0.5/store")
-    return v
 
 
 def redact(url: str) -> str:

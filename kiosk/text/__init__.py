@@ -21,7 +21,6 @@ whose image similarities are close, and only when one of them has enrolled text.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -455,19 +454,6 @@ class TextProfiles:
         recall = found / total
         precision = sum(1 for w in telling if _found(w, self.words[sku])) / len(telling)
         return 0.0 if recall + precision == 0 else 2 * recall * precision / (recall + precision)
-
-
-def dumps_words(words: Sequence[str]) -> str:
-    return json.dumps(list(words), ensure_ascii=False)
-
-
-def loads_words(text: str | None) -> tuple[str, ...]:
-    if not text:
-        return ()
-    value = json.loads(text)
-    if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
-        raise ValueError("stored words must be a JSON list of strings")
-    return tuple(value)
 
 
 def make_text_reader(embedder=None):

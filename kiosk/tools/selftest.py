@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from kiosk.progress import process_age_s  # (also the kiosk's start-up timing)
+
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
 
@@ -67,25 +69,19 @@ class CheckWarning(Exception):
     """A check found something worth a look that does not stop the kiosk."""
 
 
-def process_age_s() -> float:
-    """Seconds since this process was started (Linux: /proc/self/stat), else since import."""
-    try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        start_ticks = int(fields[19])  # field 22 of stat: starttime, in clock ticks after boot
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return time.monotonic() - _IMPORTED_AT
-
-
-_IMPORTED_AT = time.monotonic()
 
 
 # ------------------------------------------------------------------------------ the checks
 class SelfTest:
-    def __init__(self, db_path: Path | None = None, settings=None) -> None:
+    """The checks.  ``window``: the window toolkit's part (:class:`kiosk.ui.selftest.
+    WindowChecks`, given by the program entry :mod:`kiosk.__main__`; this module never imports
+    Qt): ``check(settings, transaction, pdf_path) -> detail`` (a ``ValueError`` is the problem)
+    and ``pdf_text(path) -> str | None``.  Without it the Qt check fails as not run."""
+
+    def __init__(self, db_path: Path | None = None, settings=None, window=None) -> None:
         self.db_path = db_path
         self.settings = settings
+        self.window = window
         self.report = Report()
         self.embedder = None
         self.tmp = Path(tempfile.mkdtemp(prefix="kiosk-selftest-"))
@@ -211,16 +207,17 @@ class SelfTest:
 
     # -- demo
     def check_demo_trays(self) -> str:
+        from kiosk.assemble import open_engine
         from kiosk.demo.catalog import build_demo_catalog
         from kiosk.demo.scenes import DEMO_RESOURCES_DIR
-        from kiosk.engine import Engine
         from kiosk.images import load_image
 
         if self.embedder is None:
             raise CheckFailed("skipped: the model did not load")
         db = build_demo_catalog(self.tmp / "demo" / "catalog.db", embedder=self.embedder,
                                 text_reader=self.text_reader)
-        self.demo_engine = engine = Engine.open(db, embedder=self.embedder,
+        # (the demo catalogue as built for the built-in model: the default settings)
+        self.demo_engine = engine = open_engine(db, None, embedder=self.embedder,
                                                 text_reader=self.text_reader)
         meta = json.loads((DEMO_RESOURCES_DIR / "trays.json").read_text(encoding="utf-8"))
         wrong, items, times = [], 0, []
@@ -246,8 +243,8 @@ class SelfTest:
 
     # -- the store's catalogue
     def check_store_catalogue(self) -> str:
+        from kiosk.assemble import open_engine
         from kiosk.catalog import SCHEMA_VERSION, Catalog
-        from kiosk.engine import Engine
 
         db = self.db_path
         if db is None:
@@ -275,7 +272,7 @@ class SelfTest:
             counts = catalog.table_counts()
             missing = [f for _, f in catalog.gallery_files() if not Path(f).is_file()]
             unpriced = len(catalog.unpriced_products())
-        engine = Engine.open(db, embedder=self.embedder)
+        engine = open_engine(db, self.settings, embedder=self.embedder)
         try:
             live = engine.catalog.count_gallery(self.embedder.model_id)
             in_index = engine.index.n_live
@@ -302,40 +299,24 @@ class SelfTest:
 
     # -- Qt
     def check_qt(self) -> str:
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        from PySide6.QtGui import QImageReader
-
-        from kiosk.ui import i18n
-        from kiosk.ui.app import setup_application
-        from kiosk.ui.receipt_dialog import ReceiptDialog
-
-        app = setup_application(["kiosk"], self.settings)
-        try:
-            platform_name = app.platformName()
-            family = app.font().family()
-            if "CJK" not in family and "Noto Sans" not in family:
-                raise CheckFailed(f"the CJK font did not load (application font: {family})")
-            if not i18n.set_language(app, "zh_CN"):
-                raise CheckFailed("the Chinese translation did not load")
-            formats = {bytes(f).decode() for f in QImageReader.supportedImageFormats()}
-            lacking = {"png", "jpg", "jpeg"} - formats
-            if lacking:
-                raise CheckFailed(f"Qt image format plugins missing: {sorted(lacking)}")
-            receipt = getattr(self, "_demo_receipt", None)
-            if receipt is None or self.demo_engine is None:
-                raise CheckFailed("skipped the receipt: no demo tray was recognised")
-            # stored and read back like a Finish does, then printed to PDF
+        """The window toolkit (:attr:`window`): the offscreen platform, the CJK font, the
+        Chinese translation, image formats, and the demo tray's sale, stored and read back like
+        a Finish does, printed to PDF."""
+        if self.window is None:
+            raise CheckFailed("not run: the window's checks were not given (`kiosk "
+                              "--self-test` runs them)")
+        tx = None
+        receipt = getattr(self, "_demo_receipt", None)
+        if receipt is not None and self.demo_engine is not None:
             catalog = self.demo_engine.catalog
             tx = catalog.get_transaction(catalog.record_transaction(receipt))
-            pdf = ReceiptDialog(tx, store_name="self-test").save_pdf(self.tmp / "receipt.pdf")
-            size = pdf.stat().st_size if pdf.exists() else 0
-            if size < 500:
-                raise CheckFailed(f"the receipt PDF was not written ({size} bytes)")
-            self._receipt_pdf, self._receipt_tx = pdf, tx
-            return (f"platform {platform_name}, font {family}, zh_CN translation, "
-                    f"{len(formats)} image formats, receipt PDF {size // 1024} kB")
-        finally:
-            i18n.set_language(app, "en")
+        pdf = self.tmp / "receipt.pdf"
+        try:
+            detail = self.window.check(self.settings, tx, pdf)
+        except ValueError as exc:
+            raise CheckFailed(str(exc)) from None
+        self._receipt_pdf, self._receipt_tx = pdf, tx
+        return detail
 
     # -- the printed receipt
     def check_receipt(self) -> str:
@@ -349,9 +330,7 @@ class SelfTest:
             raise CheckFailed("skipped: no receipt was printed to PDF (see the qt check)")
         kind = getattr(getattr(self.settings, "printer", None), "kind", "none") or "none"
         problems, done = [], []
-        from kiosk.ui.receipt_dialog import pdf_text
-
-        text = pdf_text(self._receipt_pdf)
+        text = self.window.pdf_text(self._receipt_pdf) if self.window is not None else None
         if text is not None:
             problems += [f"PDF: {p}" for p in printer.receipt_text_problems(text, tx)]
             done.append(f"PDF text matches the sale ({len(tx['lines'])} items)")
@@ -442,8 +421,10 @@ def _user_version(db: Path) -> int:
 
 
 # ------------------------------------------------------------------------------ entry point
-def main(db_path: str | Path | None = None, as_json: bool = False, settings=None) -> int:
-    """Run the self-test, print the report, return the exit status (0 = passed)."""
+def main(db_path: str | Path | None = None, as_json: bool = False, settings=None,
+         window=None) -> int:
+    """Run the self-test, print the report, return the exit status (0 = passed).
+    ``window``: the window toolkit's checks (see :class:`SelfTest`)."""
     width = 16
 
     import logging
@@ -457,7 +438,7 @@ def main(db_path: str | Path | None = None, as_json: bool = False, settings=None
 
     if not as_json:
         print("kiosk self-test", flush=True)
-    report = SelfTest(Path(db_path) if db_path else None, settings).run(show)
+    report = SelfTest(Path(db_path) if db_path else None, settings, window).run(show)
     if as_json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:

@@ -69,7 +69,7 @@ def run_stream(embedder, gallery_list: str | Path, query_lists: Sequence[str | P
                details: bool = False) -> dict:
     """The replay (see the module docstring); returns the report dict (with ``details``: also
     ``items``, one (label, outcome, charged, path) per item in stream order)."""
-    from kiosk.engine import Engine
+    from kiosk.assemble import open_engine
     from kiosk.tools.evaluate import embed_files
     from kiosk.checkout.learn import LearnPolicy, Learner
     from kiosk.settings import Settings
@@ -103,9 +103,8 @@ def run_stream(embedder, gallery_list: str | Path, query_lists: Sequence[str | P
             threshold = settings.recognition.threshold
         if product_floor is None:
             product_floor = settings.checkout.product_floor
-        engine = Engine.open(db, embedder=embedder, threshold=threshold,
-                             k=settings.recognition.k, unsure_margin=unsure_margin,
-                             product_floor=product_floor,
+        engine = open_engine(db, settings, embedder=embedder, threshold=threshold,
+                             unsure_margin=unsure_margin, product_floor=product_floor,
                              text_reader=text_reader, text_backfill_limit=10 ** 9)
         try:
             known = {p.sku for p in engine.catalog.list_products(active_only=False)}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from kiosk.assemble import KioskParts, cashier_auth, open_camera_for, open_parts, staff_auth
 from kiosk.ui import i18n
 from kiosk.ui.controller import KioskController
 from kiosk.ui.main_window import MainWindow
@@ -40,125 +40,15 @@ def _get(obj, dotted: str, default=None):
     return obj
 
 
-@dataclass
-class KioskParts:
-    """What start-up opens off the GUI thread."""
-
-    engine: Any
-    session: Any
-    camera: Any
-    camera_source: str
-    db_path: Path
-
-
-def open_camera_for(source: str, settings, engine=None):
-    """Open ``source`` with the configured size/fps.  The demo camera also calibrates the
-    tray detector with its empty tray when an ``engine`` is given."""
-    from kiosk.camera import open_camera
-
-    camera = open_camera(str(source), _get(settings, "camera.width"),
-                         _get(settings, "camera.height"), _get(settings, "camera.fps"))
-    if engine is not None and hasattr(camera, "background"):
-        calibrate = getattr(engine.detector, "calibrate", None)
-        if callable(calibrate):
-            calibrate(camera.background())
-    return camera
-
-
-def open_parts(settings, db_path: str | Path | None = None, embedder=None,
-               progress=None) -> KioskParts:
-    """Camera, catalogue, engine and checkout session (slow: call it off the GUI thread).
-
-    ``progress(stage, done, total)`` (:mod:`kiosk.progress`, throttled) is told, on this
-    thread, how the slow parts go: starting the model, building the demo catalogue,
-    re-embedding, reading pack text, building the index.  With the model in its own process
-    the pack text is not read here: the engine opens with it pending, and
-    ``parts.engine.start_reading_text()`` reads it while the kiosk sells."""
-    from kiosk.camera import find_default_camera
-    from kiosk.cli import resolve_db
-    from kiosk.engine import Engine
-    from kiosk.assemble import checkout_session
-    from kiosk.progress import MODEL, throttled
-    from kiosk.settings import Settings
-
-    progress = throttled(progress)
-
-    source = str(_get(settings, "camera.source", "auto"))
-    if source == "auto":
-        source = find_default_camera()
-    camera = open_camera_for(source, settings)
-    if db_path is None and (_get(settings, "paths.db") or _get(settings, "store.server")):
-        db_path = settings.db_path()  # with a store server: the store's catalogue, never the demo
-    if embedder is None and _get(settings, "recognition.model_process", True):
-        # Paddle Inference keeps Python's GIL for a whole predictor run: in this process every
-        # batch would freeze the GUI thread (~230 ms for 15 crops).  In a child process the
-        # worker thread only waits on a pipe (measured: longest GUI-thread gap 244 → 8 ms
-        # beside a worker embedding 16 crops three times).  Started first, so that building
-        # the demo catalogue on a first start uses it too (no model in this process at all).
-        from kiosk.embed.remote import RemoteEmbedder
-
-        progress(MODEL, 0, 1)  # (the very first start converts the model: about 10 s)
-        embedder = RemoteEmbedder(_get(settings, "recognition.model"))
-        progress(MODEL, 1, 1)
-    elif embedder is None:  # the model in this process (loaded here, not later by the engine)
-        from kiosk.embed import load_embedder
-
-        progress(MODEL, 0, 1)
-        embedder = load_embedder(_get(settings, "recognition.model"))
-        progress(MODEL, 1, 1)
-    try:
-        db = resolve_db(str(db_path) if db_path else None, embedder=embedder,
-                        progress=progress)
-        background = None
-        if _get(settings, "recognition.background"):
-            from kiosk.images import load_image
-
-            background = load_image(Path(settings.recognition.background).expanduser())
-        elif hasattr(camera, "background"):  # the demo camera knows its empty tray
-            background = camera.background()
-        from kiosk.text import make_text_reader
-
-        engine = Engine.open(db, embedder=embedder,
-                             detector=_get(settings, "recognition.detector") or None,
-                             background=background,
-                             threshold=_get(settings, "recognition.threshold"),
-                             k=_get(settings, "recognition.k"),
-                             unsure_margin=_get(settings, "checkout.unsure_margin", 0.06),
-                             product_floor=_get(settings, "checkout.product_floor"),
-                             text_reader=make_text_reader(embedder)
-                             if _get(settings, "recognition.read_text", True) else None,
-                             progress=progress,
-                             # pack text only re-ranks look-alikes: read it while selling,
-                             # where the reading does not hold this process's GIL
-                             defer_text=hasattr(embedder, "text_reader"))
-    except BaseException:  # nothing left running: the model process, the camera
-        if hasattr(embedder, "close"):
-            embedder.close()
-        camera.close()
-        raise
-    # In this process (tests, model_process = false) one crop per run bounds a GUI freeze to
-    # ~50 ms at the same total cost.
-    if hasattr(engine.embedder, "batch_size"):
-        engine.embedder.batch_size = 1
-    session = checkout_session(engine, settings if isinstance(settings, Settings) else None)
-    return KioskParts(engine, session, camera, source, Path(db))
-
-
 def build_window(parts: KioskParts, settings, settings_path=None) -> MainWindow:
     """The controller (threads started) and the shopper window, not yet shown."""
-    from kiosk.checkout.staff_auth import StaffAuth
-
     controller = KioskController(
         parts.engine, parts.session, parts.camera, db_path=parts.db_path, settings=settings,
         camera_opener=lambda src: open_camera_for(src, settings, parts.engine),
         camera_source=parts.camera_source, settings_path=settings_path)
-    auth = StaffAuth(parts.engine.catalog,
-                     max_attempts=int(_get(settings, "staff.max_pin_attempts", 5)),
-                     lockout_s=float(_get(settings, "staff.lockout_s", 30)))
-    from kiosk.assemble import cashier_auth
-
     window = MainWindow(
-        controller, settings, auth=auth, cashier_auth=cashier_auth(parts.engine.catalog, settings),
+        controller, settings, auth=staff_auth(parts.engine.catalog, settings),
+        cashier_auth=cashier_auth(parts.engine.catalog, settings),
         store_name=_get(settings, "store.name", "") or "",
         staff_timeout_s=float(_get(settings, "staff.session_timeout_s", 120)),
         preview_fps=float(_get(settings, "camera.fps", 30) or 30))
@@ -391,13 +281,7 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
             window.controller.shutdown()
         parts = holder.get("parts")
         if parts is not None:
-            try:
-                parts.engine.close()
-            except Exception:
-                log.exception("closing the engine")
-            close = getattr(parts.engine.embedder, "close", None)
-            if callable(close):  # the model's child process
-                close()
+            parts.close()  # the engine (index saved), the model's process, the camera
 
     app.aboutToQuit.connect(shutdown)
     _quit_on_sigterm(app)
@@ -440,7 +324,7 @@ def _quit_on_sigterm(app) -> None:
 
 
 def _exit_on_first_receipt(app, window, holder) -> None:
-    from kiosk.tools.selftest import process_age_s
+    from kiosk.progress import process_age_s
 
     def on_state(state) -> None:
         if state.receipt.lines and "status" not in holder:

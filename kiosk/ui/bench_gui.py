@@ -47,35 +47,28 @@ def run_gui_bench(wait_s: float = 3.0, progress=None, model_process: bool = True
     from PySide6.QtCore import QEvent, QObject, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
+    from kiosk.assemble import demo_parts, load_model
     from kiosk.camera.demo import DemoCamera
-    from kiosk.demo.catalog import build_demo_catalog
-    from kiosk.embed import load_embedder
-    from kiosk.engine import Engine
     from kiosk.checkout.session import CheckoutSession
+    from kiosk.demo.catalog import build_demo_catalog
     from kiosk.settings import Settings
 
-    from kiosk.ui.app import KioskParts, build_window, setup_application
+    from kiosk.ui.app import build_window, setup_application
 
     say = progress or (lambda _m: None)
     settings = Settings()
     app = setup_application(settings=settings)
     tmp = tempfile.TemporaryDirectory(prefix="kiosk-gui-bench-")
     say("building the demo catalogue…")
-    if model_process:
-        from kiosk.embed.remote import RemoteEmbedder
-
-        embedder = RemoteEmbedder()
-    else:
-        embedder = load_embedder()
+    embedder = load_model(settings, own_process=model_process)
     db = build_demo_catalog(Path(tmp.name) / "catalog.db", embedder=embedder)
 
     script = _script(wait_s)
-    camera = DemoCamera(fps=30, seed=3, realtime=True, script=script)
-    engine = Engine.open(db, embedder=embedder, background=camera.background())
-    if hasattr(embedder, "batch_size"):  # in this process: as open_parts does
-        embedder.batch_size = 1
     settle_ms = float(settings.recognition.settle_ms)
-    session = CheckoutSession(engine, settle_ms=settle_ms)
+    parts = demo_parts(db, settings, embedder=embedder,
+                       camera=DemoCamera(fps=30, seed=3, realtime=True, script=script),
+                       session=lambda engine: CheckoutSession(engine, settle_ms=settle_ms))
+    session, camera = parts.session, parts.camera
 
     # ---- worker-thread hooks (plain appends: list.append is atomic under the GIL)
     frame_t: dict[int, float] = {}  # frame index -> capture time, for recognised frames
@@ -112,7 +105,7 @@ def run_gui_bench(wait_s: float = 3.0, progress=None, model_process: bool = True
 
     # ---- the real window
     say("starting the kiosk window…")
-    window = build_window(KioskParts(engine, session, camera, "demo", db), settings)
+    window = build_window(parts, settings)
     window.resize(1280, 800)
     window.show()
     t_start = time.monotonic()
@@ -174,8 +167,8 @@ def run_gui_bench(wait_s: float = 3.0, progress=None, model_process: bool = True
     window.close()
     window.deleteLater()
     QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    engine.close()
-    if hasattr(embedder, "close"):
+    parts.close()  # the engine and the camera
+    if hasattr(embedder, "close"):  # the model's process (lent to the parts)
         embedder.close()
     tmp.cleanup()
 

@@ -40,7 +40,8 @@ class StoreSync(QObject):
 
     def __init__(self, window, parts, cfg) -> None:
         super().__init__(window)
-        from kiosk.sync.client import StoreClient, SyncWorker
+        from kiosk.assemble import store_client
+        from kiosk.sync.client import SyncWorker
 
         self.window, self.parts, self.cfg = window, parts, cfg
         self.engine = parts.engine
@@ -50,12 +51,7 @@ class StoreSync(QObject):
         self._basket: tuple[str, ...] = ()
         self._deferred = False
         self._lock = threading.Lock()
-        from kiosk import __version__
-
-        self.client = StoreClient(parts.db_path, cfg.url, password=cfg.password,
-                                  kiosk_name=cfg.kiosk_name, embedder=self.engine.embedder,
-                                  gallery_dir=parts.db_path.parent / "gallery",
-                                  software=f"kiosk {__version__}")
+        self.client = store_client(parts, cfg)
         self.worker = SyncWorker(self.client, on_pulled=self._pulled_worker_thread)
         self.pulled.connect(self._pulled_gui, Qt.ConnectionType.QueuedConnection)
         self.controller.stateChanged.connect(self._on_state)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kiosk.catalog import database as catalog_mod  # where the migrations are applied
-from kiosk.checkout.basket import build_receipt
+from kiosk.basket import build_receipt
 from kiosk.catalog import SCHEMA_VERSION, Catalog, CatalogError, Product, UnknownProductError
 from kiosk.embed import Embeddings, l2_normalize
 

@@ -282,10 +282,11 @@ def test_pdf_is_one_80mm_page(receipt_app, qtbot, tmp_path):
 def test_self_test_checks_the_printed_receipt(receipt_app, qtbot, tmp_path, monkeypatch):
     from kiosk.tools import selftest
     from kiosk.ui.receipt_dialog import ReceiptDialog
+    from kiosk.ui.selftest import WindowChecks
 
     dlg = ReceiptDialog(SALE, "self-test")
     qtbot.addWidget(dlg)
-    check = selftest.SelfTest()
+    check = selftest.SelfTest(window=WindowChecks())
     check._receipt_tx, check._receipt_pdf = SALE, dlg.save_pdf(tmp_path / "r.pdf")
     if shutil.which("pdftotext"):
         detail = check.check_receipt()

@@ -49,7 +49,7 @@ def test_soak_duration_must_be_a_number(capsys):
 
 def test_short_gui_soak_runs_the_real_window(qapp, tmp_path, copy_demo_db, embedder):
     pytest.importorskip("pytestqt")
-    from kiosk.tools.soak import run_gui_soak
+    from kiosk.ui.soak import run_gui_soak
 
     db = copy_demo_db(tmp_path / "store")
     r = run_gui_soak(10 / 60, embedder=embedder, db=db)

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from kiosk.checkout.basket import Basket, Receipt, ReceiptLine, build_receipt
+from kiosk.basket import Basket, Receipt, ReceiptLine, build_receipt
 from kiosk.catalog import Product
 from kiosk.money import MAX_PRICE, format_price, parse_price
 
