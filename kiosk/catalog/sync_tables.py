@@ -57,8 +57,36 @@ def _ids(table: str) -> str:
             f"{UUID_SQL});")
 
 
+# Rows the store keeps a copy of: (trigger, event, table, extra condition, kind, with a UUID).
+# Sales, corrections, audit rows and calls get a UUID of their own (``sync_ids``) the first
+# time they are queued; cashiers are known by their id.
+_ROW_TRIGGER_TABLE = (
+    ("sync_transactions_ai", "INSERT", "transactions", "", "sale", True),
+    ("sync_corrections_ai", "INSERT", "corrections", "", "correction", True),
+    ("sync_corrections_au", "UPDATE OF transaction_id", "corrections",
+     "NEW.transaction_id IS NOT OLD.transaction_id", "correction", True),
+    ("sync_audit_ai", "INSERT", "audit", "", "audit", True),
+    ("sync_calls_ai", "INSERT", "calls", "", "call", True),
+    ("sync_calls_au", "UPDATE OF resolved_at", "calls",
+     "NEW.resolved_at IS NOT NULL AND OLD.resolved_at IS NULL", "call", True),
+    ("sync_cashiers_ai", "INSERT", "cashiers", "", "cashier", False),
+    ("sync_cashiers_au", "UPDATE", "cashiers", "", "cashier", False),
+)
+
+
+def _row_triggers() -> str:
+    out = []
+    for name, event, table, cond, kind, with_id in _ROW_TRIGGER_TABLE:
+        when = f"{_ON} AND {cond}" if cond else _ON
+        ids = f"{_ids(table)}\n    " if with_id else ""
+        out.append(f"CREATE TRIGGER {name} AFTER {event} ON {table} WHEN {when}\n"
+                   f"BEGIN\n    {ids}{_outbox(kind, 'NEW.id')}\nEND;")
+    return "\n".join(out)
+
+
 def migrate_local(db) -> None:
     """Catalogue migration 8 (never change it once released: add a new migration instead)."""
+    _ROW_TRIGGERS = _row_triggers()  # noqa: N806 (used in the script below)
     db.executescript(
         f"""
         CREATE TABLE sync_state (
@@ -136,46 +164,7 @@ def migrate_local(db) -> None:
             {_outbox('product', 'OLD.sku', f"json_object('before', json({_product_json('OLD')}), 'after', NULL)")}
         END;
 
-        CREATE TRIGGER sync_transactions_ai AFTER INSERT ON transactions WHEN {_ON}
-        BEGIN
-            {_ids('transactions')}
-            {_outbox('sale', 'NEW.id')}
-        END;
-        CREATE TRIGGER sync_corrections_ai AFTER INSERT ON corrections WHEN {_ON}
-        BEGIN
-            {_ids('corrections')}
-            {_outbox('correction', 'NEW.id')}
-        END;
-        CREATE TRIGGER sync_corrections_au AFTER UPDATE OF transaction_id ON corrections
-        WHEN {_ON} AND NEW.transaction_id IS NOT OLD.transaction_id
-        BEGIN
-            {_ids('corrections')}
-            {_outbox('correction', 'NEW.id')}
-        END;
-        CREATE TRIGGER sync_audit_ai AFTER INSERT ON audit WHEN {_ON}
-        BEGIN
-            {_ids('audit')}
-            {_outbox('audit', 'NEW.id')}
-        END;
-        CREATE TRIGGER sync_calls_ai AFTER INSERT ON calls WHEN {_ON}
-        BEGIN
-            {_ids('calls')}
-            {_outbox('call', 'NEW.id')}
-        END;
-        CREATE TRIGGER sync_calls_au AFTER UPDATE OF resolved_at ON calls
-        WHEN {_ON} AND NEW.resolved_at IS NOT NULL AND OLD.resolved_at IS NULL
-        BEGIN
-            {_ids('calls')}
-            {_outbox('call', 'NEW.id')}
-        END;
-        CREATE TRIGGER sync_cashiers_ai AFTER INSERT ON cashiers WHEN {_ON}
-        BEGIN
-            {_outbox('cashier', 'NEW.id')}
-        END;
-        CREATE TRIGGER sync_cashiers_au AFTER UPDATE ON cashiers WHEN {_ON}
-        BEGIN
-            {_outbox('cashier', 'NEW.id')}
-        END;
+        {_ROW_TRIGGERS}
 
         -- a gallery row is one model's vector of a view (sku, file): a new view gets its UUID
         CREATE TRIGGER sync_gallery_ai AFTER INSERT ON gallery_images WHEN {_ON}
