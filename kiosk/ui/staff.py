@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from kiosk.catalog.enrol import DISAGREES, NO_ITEM, EnrolRefused, LookalikeNeedsConfirmation
-from kiosk.money import format_price, parse_price
+from kiosk.money import format_amount, format_price, parse_price
 
 from kiosk.ui.cashiers_tab import CashiersTab
 from kiosk.ui.learned_tab import LearnedTab
@@ -543,7 +543,7 @@ class CatalogueTab(QWidget):
         p = self.catalog.get_product(sku) if sku else None
         if p is None:
             return
-        current = f"{p.price // 100}.{p.price % 100:02d}" if p.price is not None else ""
+        current = format_amount(p.price) if p.price is not None else ""
         text, ok = QInputDialog.getText(self, self.tr("Change price"),
                                         self.tr("New price of %1 (yuan):").replace("%1", p.name),
                                         QLineEdit.EchoMode.Normal, current)
