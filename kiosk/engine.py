@@ -581,7 +581,7 @@ class Engine:
                 if j not in read:
                     read[j] = self.text_reader.read(images[j]).words
                 text_rows.append((files[i], files[j], read[j]))
-        with self._lock, self.catalog.transaction():
+        with self.catalog.transaction():  # (no engine lock held while listeners hear it)
             ids = self.catalog.add_gallery_images(sku, files, emb, role=role,
                                                   audit_action=audit_action)
             if text_rows:
@@ -830,8 +830,9 @@ class Engine:
         ids = [int(i) for i in ids]
         if not ids:
             return 0
-        with self._lock:  # (the index is told by the catalogue's event once this commits)
-            return self.catalog.remove_gallery_images(ids)
+        # the index is told by the catalogue's event once this commits (no engine lock held
+        # here: listeners such as the basket may take their own locks)
+        return self.catalog.remove_gallery_images(ids)
 
     def _index_remove(self, ids: list[int]) -> None:
         with self._lock:
@@ -854,20 +855,19 @@ class Engine:
 
     def remove_product(self, sku: str, *, role: str = "system") -> int:
         """Delete a product and its gallery rows; it stops matching at once (audited)."""
-        with self._lock:
-            if self.catalog.get_product(sku) is None:
-                raise KeyError(f"no product with SKU {sku!r}")
-            live = len(self._ids_of.get(sku, []))
-            self.catalog.delete_product(sku, role=role)  # the event takes it out of the index
+        if self.catalog.get_product(sku) is None:
+            raise KeyError(f"no product with SKU {sku!r}")
+        live = len(self._ids_of.get(sku, []))
+        self.catalog.delete_product(sku, role=role)  # its event takes it out of the index
         return live
 
+    # (price and on/off sale reach the engine as catalogue events, like every other change;
+    #  no engine lock is held while the catalogue's listeners run)
     def set_price(self, sku: str, fen: int | None, *, role: str = "system") -> None:
-        with self._lock:
-            self.catalog.set_price(sku, fen, role=role)
+        self.catalog.set_price(sku, fen, role=role)
 
     def set_active(self, sku: str, active: bool, *, role: str = "system") -> None:
-        with self._lock:
-            self.catalog.set_active(sku, active, role=role)
+        self.catalog.set_active(sku, active, role=role)
 
     def reload(self) -> None:
         """Pick up catalogue changes made by another process (e.g. the command line)."""

@@ -14,7 +14,6 @@ order they subscribed; one that raises is logged and the others still hear the e
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
