@@ -207,9 +207,9 @@ class AuditTab(QWidget):
 
     def _ask_backup(self) -> None:
         from kiosk.catalog.backup import default_backup_name
+        from kiosk.checkout.staff_actions import backup_folder
 
-        base = self.default_backup_dir()
-        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        base = backup_folder(self.controller.db_path)
         folder = QFileDialog.getExistingDirectory(self, self.tr("Back up to folder"), str(base))
         if folder:
             self.backup_to(Path(folder) / default_backup_name())

@@ -138,9 +138,8 @@ class CatalogueTab(QWidget):
     # -------------------------------------------------------------- actions
     def set_price(self, sku: str, text: str) -> None:
         fen = parse_price(text) if text.strip() else None
-        self.controller.engine.set_price(sku, fen, role="staff")
+        self.controller.engine.set_price(sku, fen, role="staff")  # refreshes by its event
         self.message.setText(self.tr("Price changed."))
-        self.controller.notify_catalogue_changed()
 
     def _ask_price(self) -> None:
         sku = self.selected_sku()
@@ -164,13 +163,12 @@ class CatalogueTab(QWidget):
             return
         self.controller.engine.set_active(sku, not p.active, role="staff")
         self.message.setText(self.tr("Taken off sale.") if p.active else self.tr("On sale again."))
-        self.controller.notify_catalogue_changed()
 
     def delete(self, sku: str) -> None:
-        self.controller.engine.remove_product(sku, role="staff")
-        self.controller.engine.save()
+        from kiosk.checkout.staff_actions import delete_product
+
+        delete_product(self.controller.engine, sku, role="staff")
         self.message.setText(self.tr("Deleted %1.").replace("%1", sku))
-        self.controller.notify_catalogue_changed()
 
     def _ask_delete(self) -> None:
         sku = self.selected_sku()

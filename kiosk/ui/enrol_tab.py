@@ -261,17 +261,17 @@ class EnrolTab(QWidget):
 
     def _start_save(self, sku: str, name: str, price, barcode, *,
                     confirm_lookalike: bool) -> None:
-        """Check and store the product off the GUI thread (Engine.enrol_product); a refusal
-        comes back as a result to show, not as an error."""
+        """Check and store the product off the GUI thread
+        (:func:`kiosk.checkout.staff_actions.enrol_new_product`); a refusal comes back as a
+        result to show, not as an error.  The catalogue and the basket hear of the new
+        product from the catalogue's events."""
+        from kiosk.checkout.staff_actions import enrol_new_product
+
         engine, frames = self.controller.engine, list(self.views)
 
         def work():
-            try:
-                engine.enrol_product(sku, name, price, frames, barcode=barcode, role="staff",
-                                     confirm_lookalike=confirm_lookalike)
-            except EnrolRefused as refused:
-                return refused
-            return sku
+            return enrol_new_product(engine, sku, name, price, frames, barcode=barcode,
+                                     confirm_lookalike=confirm_lookalike, role="staff")
 
         self.busy = True
         self._pending = (sku, name, price, barcode)  # what is being saved (for a confirmation)
@@ -296,10 +296,6 @@ class EnrolTab(QWidget):
         name = self.name.text().strip() or sku
         self.clear()
         self._set_status("saved", name)
-        refresh = getattr(self.controller.session, "catalogue_changed", None)
-        if callable(refresh):
-            refresh()
-        self.controller.notify_catalogue_changed()
         self.enrolled.emit(sku)
 
     def _failed(self, message: str) -> None:

@@ -80,14 +80,9 @@ class TrayTab(QWidget):
         path = background_path_for(self.controller.db_path)
 
         def work():
-            import cv2
+            from kiosk.checkout.staff_actions import recalibrate_tray
 
-            detector.calibrate(image)
-            tmp = Path(path).with_name(Path(path).stem + ".tmp.png")
-            if not cv2.imwrite(str(tmp), image):
-                raise OSError(f"could not write {tmp}")
-            tmp.replace(path)
-            return str(path)
+            return str(recalibrate_tray(detector, image, path))
 
         self.button.setEnabled(False)
         run_task(work, on_done=self._done, on_error=self._failed)
