@@ -442,6 +442,38 @@ def test_staff_tabs_and_basket_refresh_on_catalogue_events(qtbot, make_kiosk):
         qtbot.waitUntil(lambda: shows(tab, w.controller.state), timeout=WAIT)
 
 
+def test_enrol_tab_saves_through_the_staff_intent_and_the_catalogue_tab_hears_it(
+        qtbot, make_kiosk):
+    """The enrol tab stores a product on a worker thread (staff_actions.enrol_new_product, one
+    transaction, audited as staff); the catalogue tab shows it from the catalogue's events
+    alone, and the engine recognises its views at once."""
+    from kiosk.demo import scenes as demo
+
+    w = make_kiosk([("wait", 60)], prepare=lambda engine: engine.remove_product(NEW))
+    w.auth.set_pin("1357")
+    QTest.mouseClick(w.staff_button, Qt.MouseButton.LeftButton)
+    w.pin_dialog.enter("1357")
+    qtbot.waitUntil(lambda: w.in_staff_mode, timeout=WAIT)
+    page = w.staff_page
+    enrol, catalogue = page.enrol, page.catalogue
+    assert NEW not in catalogue.skus()
+    enrol.views = [demo.gallery_frame(NEW, v).image for v in range(3)]
+    enrol.name.setText("红牛 250ml")
+    enrol.sku.setText(NEW)
+    enrol.price.setText("6.00")
+    events = []
+    w.controller.catalogEvent.connect(events.append)
+    with qtbot.waitSignal(enrol.enrolled, timeout=60_000):
+        enrol.save()
+    qtbot.waitUntil(lambda: NEW in catalogue.skus(), timeout=WAIT)
+    assert [e.kind for e in events][:2] == ["product_added", "views_added"]
+    assert tab_row(catalogue, NEW)[3] == "¥6.00" and int(tab_row(catalogue, NEW)[4]) == 6
+    engine = w.controller.engine
+    assert len(engine._ids_of[NEW]) == 6  # three views and their half turns, searchable
+    (row,) = engine.catalog.audit_log(action="product_add", limit=1)
+    assert row["subject"] == NEW and row["role"] == "staff"
+
+
 def test_camera_tab_switches_the_camera_and_saves_the_choice(qtbot, make_kiosk, tmp_path,
                                                              ui_settings):
     from kiosk.settings import load_settings
