@@ -1,17 +1,14 @@
-"""The basket on the tray and the receipt it produces.
+"""The receipt a basket produces.
 
-A :class:`Basket` holds items (one per recognised object, under an item key) with a sku and a
-quantity; the GUI can change quantities, remove items or override a wrongly recognised sku.
-:func:`build_receipt` / :meth:`Basket.receipt` group the items by product, in order of first
-appearance, with exact integer arithmetic in fen.  Products without a price are kept on the
+:func:`build_receipt` groups the basket's items (skus, or (sku, quantity) pairs) by product, in
+order of first appearance, with exact integer arithmetic in fen.  Products without a price are kept on the
 receipt with ``unit_price`` None and ``amount`` 0 and listed in :attr:`Receipt.unpriced`; such a
 receipt is not complete and cannot be recorded as a sale.
 """
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
-from typing import Any, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
 
 from kiosk.catalog import Product
 from kiosk.money import DEFAULT_CURRENCY, format_price
@@ -99,75 +96,3 @@ def build_receipt(
         lines.append(ReceiptLine(sku=sku, name=p.name, qty=qty, unit_price=p.price, amount=amount))
     cur = currencies.pop() if currencies else DEFAULT_CURRENCY
     return Receipt(lines=tuple(lines), currency=cur)
-
-
-@dataclass
-class BasketItem:
-    sku: str
-    qty: int = 1
-    overridden: bool = False  # the sku was set by a person, not by recognition
-
-
-@dataclass
-class Basket:
-    """Items on the tray, keyed by an item key (e.g. a tracked detection id)."""
-
-    _items: dict[Hashable, BasketItem] = field(default_factory=dict)
-    _keys: Any = field(default_factory=lambda: itertools.count(1), repr=False)
-
-    def add(self, sku: str, qty: int = 1, key: Hashable | None = None) -> Hashable:
-        """Add an item; returns its key (a fresh integer when none is given)."""
-        if not isinstance(sku, str) or not sku:
-            raise ValueError(f"sku must be non-empty text, got {sku!r}")
-        qty = _check_qty(qty)
-        if key is None:
-            key = next(self._keys)
-            while key in self._items:
-                key = next(self._keys)
-        elif key in self._items:
-            raise ValueError(f"item {key!r} is already in the basket")
-        self._items[key] = BasketItem(sku=sku, qty=qty)
-        return key
-
-    def _get(self, key: Hashable) -> BasketItem:
-        try:
-            return self._items[key]
-        except KeyError:
-            raise KeyError(f"no item {key!r} in the basket") from None
-
-    def set_qty(self, key: Hashable, qty: int) -> None:
-        """Change an item's quantity; 0 removes it."""
-        if qty == 0 and not isinstance(qty, bool):
-            self.remove(key)
-            return
-        self._get(key).qty = _check_qty(qty)
-
-    def remove(self, key: Hashable) -> None:
-        self._get(key)
-        del self._items[key]
-
-    def override(self, key: Hashable, sku: str) -> str:
-        """Replace a recognised sku with the right one; returns the old sku (for the corrections log)."""
-        if not isinstance(sku, str) or not sku:
-            raise ValueError(f"sku must be non-empty text, got {sku!r}")
-        item = self._get(key)
-        old, item.sku, item.overridden = item.sku, sku, True
-        return old
-
-    def clear(self) -> None:
-        self._items.clear()
-
-    def items(self) -> list[tuple[Hashable, BasketItem]]:
-        return list(self._items.items())
-
-    def skus(self) -> list[str]:
-        return list(dict.fromkeys(item.sku for item in self._items.values()))
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def receipt(self, products: Mapping[str, Product], currency: str | None = None) -> Receipt:
-        return build_receipt(((i.sku, i.qty) for i in self._items.values()), products, currency)

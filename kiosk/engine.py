@@ -145,6 +145,8 @@ class Engine:
         # (~20 ms): pay it here, not on the first tray.
         if self.index.n_live:
             self.index.search(np.zeros((1, self.index.dim), np.float32), k=1)
+        # the index follows the catalogue's committed changes, whoever makes them
+        self._stop_events = self.catalog.subscribe(self._on_catalog_event)
 
     # -------------------------------------------------------------- factory
     @classmethod
@@ -579,19 +581,48 @@ class Engine:
                 if j not in read:
                     read[j] = self.text_reader.read(images[j]).words
                 text_rows.append((files[i], files[j], read[j]))
-        with self._lock, self.catalog.transaction():
+        with self.catalog.transaction():  # (no engine lock held while listeners hear it)
             ids = self.catalog.add_gallery_images(sku, files, emb, role=role,
                                                   audit_action=audit_action)
             if text_rows:
                 self.catalog.set_gallery_words(sku, text_rows, self.text_reader.reader_id)
                 self.catalog.after_commit(self._refresh_text)
-            product = self.catalog.get_product(sku)
-            # searchable once committed: inside a caller's transaction that later rolls back,
-            # the rows never reach the index (SQLite hands their ids out again after a rollback,
-            # and the index would keep the wrong vector under them)
-            self.catalog.after_commit(lambda: self._index_add(
-                product, np.asarray(ids, np.int64), emb.vectors))
+            # searchable once committed (the catalogue's views_added event, see
+            # _on_catalog_event): inside a caller's transaction that later rolls back, the rows
+            # never reach the index (SQLite hands their ids out again after a rollback)
         return ids
+
+    def _on_catalog_event(self, event) -> None:
+        """Keep the index, the products and the pack text in step with a committed change."""
+        from kiosk.catalog import events as ev
+
+        if event.kind == ev.VIEWS_ADDED:
+            if event.model_id == self.embedder.model_id and len(event.skus) == 1 and event.ids:
+                product = self.catalog.get_product(event.skus[0])
+                if product is not None:
+                    ids = np.asarray(event.ids, np.int64)
+                    self._index_add(product, ids, self.catalog.gallery_vectors_for(ids))
+        elif event.kind in (ev.VIEWS_REMOVED, ev.PRODUCT_DELETED):
+            with self._lock:
+                if event.kind == ev.PRODUCT_DELETED:
+                    for sku in event.skus:
+                        self._products.pop(sku, None)
+                # only rows the index holds live (another model's, an inactive product's: none)
+                self._index_remove([i for i in event.ids if i in self._sku_of])
+        elif event.kind == ev.ACTIVATION:
+            with self._lock:
+                ids, _ = self.catalog.gallery_ids(self.embedder.model_id)
+                self.index.set_live(ids)
+                missing = ids[~np.isin(ids, self.index.ids())]
+                if len(missing):
+                    self.index.add(missing, self.catalog.gallery_vectors_for(missing))
+                self._refresh_skus()
+        elif event.kind in (ev.PRODUCT_ADDED, ev.PRODUCT_EDITED, ev.PRICE):
+            with self._lock:
+                for sku in event.skus:
+                    p = self.catalog.get_product(sku)
+                    if p is not None:
+                        self._products[sku] = p
 
     def _index_add(self, product: Product, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Make committed gallery rows of ``product`` searchable."""
@@ -799,10 +830,9 @@ class Engine:
         ids = [int(i) for i in ids]
         if not ids:
             return 0
-        with self.catalog.transaction():  # (the index is changed under the engine's lock
-            n = self.catalog.remove_gallery_images(ids)  # once this commits)
-            self.catalog.after_commit(lambda: self._index_remove(ids))
-        return n
+        # the index is told by the catalogue's event once this commits (no engine lock held
+        # here: listeners such as the basket may take their own locks)
+        return self.catalog.remove_gallery_images(ids)
 
     def _index_remove(self, ids: list[int]) -> None:
         with self._lock:
@@ -825,32 +855,19 @@ class Engine:
 
     def remove_product(self, sku: str, *, role: str = "system") -> int:
         """Delete a product and its gallery rows; it stops matching at once (audited)."""
-        with self._lock:
-            if self.catalog.get_product(sku) is None:
-                raise KeyError(f"no product with SKU {sku!r}")
-            self.catalog.delete_product(sku, role=role)
-            ids = self._ids_of.pop(sku, [])
-            self.index.remove(ids)
-            for i in ids:
-                self._sku_of.pop(i, None)
-            self._products.pop(sku, None)
-            self._refresh_text()
-        return len(ids)
+        if self.catalog.get_product(sku) is None:
+            raise KeyError(f"no product with SKU {sku!r}")
+        live = len(self._ids_of.get(sku, []))
+        self.catalog.delete_product(sku, role=role)  # its event takes it out of the index
+        return live
 
+    # (price and on/off sale reach the engine as catalogue events, like every other change;
+    #  no engine lock is held while the catalogue's listeners run)
     def set_price(self, sku: str, fen: int | None, *, role: str = "system") -> None:
-        with self._lock:
-            self.catalog.set_price(sku, fen, role=role)
-            self._products[sku] = self.catalog.get_product(sku)
+        self.catalog.set_price(sku, fen, role=role)
 
     def set_active(self, sku: str, active: bool, *, role: str = "system") -> None:
-        with self._lock:
-            self.catalog.set_active(sku, active, role=role)
-            ids, _ = self.catalog.gallery_ids(self.embedder.model_id)
-            self.index.set_live(ids)
-            missing = ids[~np.isin(ids, self.index.ids())]
-            if len(missing):
-                self.index.add(missing, self.catalog.gallery_vectors_for(missing))
-            self._refresh_skus()
+        self.catalog.set_active(sku, active, role=role)
 
     def reload(self) -> None:
         """Pick up catalogue changes made by another process (e.g. the command line)."""
@@ -878,6 +895,7 @@ class Engine:
                 fn()
             except Exception:  # noqa: BLE001 - closing goes on
                 log.exception("closing: %r", fn)
+        self.__dict__.get("_stop_events", lambda: None)()
         self._text_stop.set()  # background text reading ends after the image it reads
         if not self.wait_for_text(60):
             log.warning("background pack-text reading did not stop")

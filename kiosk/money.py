@@ -69,9 +69,16 @@ def format_price(fen: int, currency: str = DEFAULT_CURRENCY) -> str:
     if isinstance(fen, bool) or not isinstance(fen, int):
         raise TypeError(f"amount must be an int number of minor units, got {fen!r}")
     sign = "-" if fen < 0 else ""
-    units, cents = divmod(abs(fen), 100)
-    number = f"{units}.{cents:02d}"
+    number = format_amount(abs(fen))
     symbol = _SYMBOLS.get(currency)
     if symbol is None:
         return f"{sign}{number} {currency}"
     return f"{sign}{symbol}{number}"
+
+
+def format_amount(fen: int) -> str:
+    """The amount alone, as staff type it: 350 -> "3.50", -5 -> "-0.05" (no currency sign)."""
+    if isinstance(fen, bool) or not isinstance(fen, int):
+        raise TypeError(f"amount must be an int number of minor units, got {fen!r}")
+    units, cents = divmod(abs(fen), 100)
+    return f"{'-' if fen < 0 else ''}{units}.{cents:02d}"

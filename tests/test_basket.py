@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from kiosk.basket import Basket, Receipt, ReceiptLine, build_receipt
+from kiosk.basket import Receipt, ReceiptLine, build_receipt
 from kiosk.catalog import Product
 from kiosk.money import MAX_PRICE, format_price, parse_price
 
@@ -154,55 +154,17 @@ def test_receipt_rejects(items, message):
         build_receipt(items, PRODUCTS)
 
 
-# -- basket -------------------------------------------------------------------------------------
-
-
-def test_basket_add_set_qty_remove_override():
-    basket = Basket()
-    a = basket.add("apple")
-    m = basket.add("milk", 2)
-    k = basket.add("apple", key="track-7")
-    assert len(basket) == 3 and k == "track-7" and a != m
-    assert basket.skus() == ["apple", "milk"]
-    r = basket.receipt(PRODUCTS)
+def test_receipt_of_pairs_follows_the_basket_as_it_changes():
+    """(sku, qty) pairs as the checkout hands them over: grouped in order of first appearance,
+    an overridden item moving to its new product, unpriced lines flagged, totals exact."""
+    r = build_receipt([("apple", 1), ("milk", 2), ("apple", 1)], PRODUCTS)
     assert [(l.sku, l.qty) for l in r.lines] == [("apple", 2), ("milk", 2)]
-
-    basket.set_qty(m, 5)
-    assert basket.receipt(PRODUCTS).total == 2 * 350 + 5 * 1990
-
-    old = basket.override(a, "kiwi")  # recognised as apple, was a kiwi
-    assert old == "apple"
-    r = basket.receipt(PRODUCTS)
+    assert build_receipt([("apple", 1), ("milk", 5), ("apple", 1)], PRODUCTS).total == 2 * 350 + 5 * 1990
+    r = build_receipt([("kiwi", 1), ("milk", 5), ("apple", 1)], PRODUCTS)  # first item was a kiwi
     assert [(l.sku, l.qty) for l in r.lines] == [("kiwi", 1), ("milk", 5), ("apple", 1)]
     assert r.unpriced == ["kiwi"]
-    assert dict(basket.items())[a].overridden
-
-    basket.remove(a)
-    basket.set_qty(k, 0)  # 0 removes
-    assert [k for k, _ in basket.items()] == [m]
-    assert basket.receipt(PRODUCTS).to_dict()["total"] == 5 * 1990
-
-    basket.clear()
-    assert len(basket) == 0 and basket.receipt(PRODUCTS).total == 0
-
-
-def test_basket_errors():
-    basket = Basket()
-    key = basket.add("apple", key=1)
-    with pytest.raises(ValueError, match="already in the basket"):
-        basket.add("milk", key=1)
-    with pytest.raises(KeyError):
-        basket.remove("missing")
-    with pytest.raises(KeyError):
-        basket.set_qty("missing", 2)
-    with pytest.raises(ValueError):
-        basket.set_qty(key, -2)
-    with pytest.raises(ValueError):
-        basket.add("")
-    with pytest.raises(ValueError):
-        basket.override(key, "")
-    # generated keys skip keys given explicitly
-    assert basket.add("milk") not in (key,)
+    assert build_receipt([("milk", 5)], PRODUCTS).to_dict()["total"] == 5 * 1990
+    assert build_receipt([], PRODUCTS).total == 0
 
 
 def test_receipt_is_frozen():

@@ -424,3 +424,57 @@ def test_item_crop_fill_and_errors():
     plain = item_crop(image, box, None)  # no mask: the plain box
     assert plain.shape == (box[3] - box[1], box[2] - box[0], 3)
     np.testing.assert_array_equal(plain, image[box[1]:box[3], box[0]:box[2]])
+
+
+# ------------------------------------------------------- the index follows catalogue events
+def _add_copies(cat, engine, sku):
+    """Two of ``sku``'s live vectors stored again under new files, straight in the catalogue."""
+    _ids, vectors = engine.vectors_of(sku)
+    return cat.add_gallery_images(sku, ["event-a.jpg", "event-b.jpg"],
+                                  Embeddings(vectors[:2], engine.embedder.model_id))
+
+
+# (change made on the catalogue itself, not through the engine; what the engine then holds:
+#  holds(engine, ids the change returned, live rows before, DEMO-002's live rows before))
+INDEX_EVENTS = [
+    ("views added", lambda cat, e: _add_copies(cat, e, "DEMO-002"),
+     lambda e, ids, live, n: (set(ids) <= set(e._sku_of) and e.index.n_live == live + 2
+                              and len(e._ids_of["DEMO-002"]) == n + 2)),
+    ("views removed", lambda cat, e: cat.remove_gallery_images(e._ids_of["DEMO-002"][:3]),
+     lambda e, ids, live, n: e.index.n_live == live - 3 and len(e._ids_of["DEMO-002"]) == n - 3),
+    ("product deleted", lambda cat, e: cat.delete_product("DEMO-002", role="staff"),
+     lambda e, ids, live, n: (e.index.n_live == live - n and e.product("DEMO-002") is None
+                              and not e._ids_of.get("DEMO-002"))),
+    ("taken off sale", lambda cat, e: cat.set_active("DEMO-002", False, role="staff"),
+     lambda e, ids, live, n: e.index.n_live == live - n and "DEMO-002" not in e._ids_of),
+    ("price", lambda cat, e: cat.set_price("DEMO-002", 12345, role="staff"),
+     lambda e, ids, live, n: e.product("DEMO-002").price == 12345 and e.index.n_live == live),
+    ("renamed", lambda cat, e: cat.upsert_product("DEMO-002", "Spring water", role="staff"),
+     lambda e, ids, live, n: e.product("DEMO-002").name == "Spring water"),
+]
+
+
+@pytest.mark.parametrize("name, change, holds", INDEX_EVENTS, ids=[c[0] for c in INDEX_EVENTS])
+def test_index_follows_catalogue_events(engine_copy, name, change, holds):
+    engine = engine_copy
+    cat = engine.catalog
+    live, before = engine.index.n_live, dict(engine._sku_of)
+    n = len(engine._ids_of["DEMO-002"])
+    assert n > 3
+    with pytest.raises(RuntimeError):  # rolled back: the engine hears nothing
+        with cat.transaction():
+            change(cat, engine)
+            raise RuntimeError
+    assert engine.index.n_live == live and engine._sku_of == before
+    assert engine.product("DEMO-002").price == PRICE["DEMO-002"]
+    ids = change(cat, engine)
+    assert holds(engine, ids if isinstance(ids, list) else [], live, n)
+    engine.close()  # what the index holds is what a restart finds
+    again = engine.open_again()
+    assert again.index.n_live == engine.index.n_live
+    assert set(again._sku_of) == set(engine._sku_of)
+
+
+def test_closed_engine_stops_listening(engine_copy):
+    engine_copy.close()
+    assert engine_copy.catalog._event_subscribers == []

@@ -17,20 +17,22 @@ from __future__ import annotations
 from kiosk.catalog.audit import Audit
 from kiosk.catalog.common import AUDIT_ROLES, CatalogError, UnknownProductError, check_barcode, check_sku
 from kiosk.catalog.database import Database, restrict_db_files
+from kiosk.catalog.events import CatalogEvent, Events
 from kiosk.catalog.gallery import Gallery
 from kiosk.catalog.migrations import MIGRATIONS, SCHEMA_VERSION
 from kiosk.catalog.people import People
 from kiosk.catalog.products import Product, Products, product_dict
 from kiosk.catalog.sales import Sales
 
-__all__ = ["AUDIT_ROLES", "MIGRATIONS", "SCHEMA_VERSION", "Catalog", "CatalogError", "Product",
+__all__ = ["AUDIT_ROLES", "MIGRATIONS", "SCHEMA_VERSION", "Catalog", "CatalogError", "CatalogEvent", "Product",
            "UnknownProductError", "check_barcode", "check_sku", "product_dict", "restrict_db_files"]
 
 
-class Catalog(Products, Gallery, Sales, People, Audit, Database):
+class Catalog(Products, Gallery, Sales, People, Audit, Events, Database):
     """The catalogue database at ``path`` (created if missing).  Close it with :meth:`close`.
 
     One object, its parts by responsibility: :class:`~kiosk.catalog.products.Products`,
     :class:`~kiosk.catalog.gallery.Gallery`, :class:`~kiosk.catalog.sales.Sales`,
-    :class:`~kiosk.catalog.people.People`, :class:`~kiosk.catalog.audit.Audit` over
+    :class:`~kiosk.catalog.people.People`, :class:`~kiosk.catalog.audit.Audit`,
+    :class:`~kiosk.catalog.events.Events` (what changed, after commit: :meth:`subscribe`) over
     :class:`~kiosk.catalog.database.Database`."""

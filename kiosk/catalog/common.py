@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from kiosk.ean import check_barcode
 from kiosk.money import check_fen
 
 
@@ -54,23 +55,6 @@ def _check_currency(currency: object) -> str:
     if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isupper()):
         raise ValueError(f"currency must be a 3-letter code like 'CNY', got {currency!r}")
     return currency
-
-
-def check_barcode(code: str) -> str:
-    """EAN-13, EAN-8 or UPC-A digits with a valid check digit; returns the digits."""
-    if not isinstance(code, str):
-        raise ValueError(f"barcode must be text, got {code!r}")
-    code = code.strip()
-    if not (code.isascii() and code.isdigit()):
-        raise ValueError(f"barcode {code!r} must be digits only")
-    if len(code) not in (8, 12, 13):
-        raise ValueError(f"barcode {code!r} has {len(code)} digits; expected EAN-13, EAN-8 or UPC-A (13, 8, 12)")
-    digits = [int(c) for c in code]
-    weighted = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits[:-1])))
-    expected = (10 - weighted % 10) % 10
-    if digits[-1] != expected:
-        raise ValueError(f"barcode {code!r} has a wrong check digit (expected {expected})")
-    return code
 
 
 def _check_barcode(barcode: object) -> str | None:

@@ -43,6 +43,8 @@ class Database:
         conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
         self._lock = threading.RLock()
         self._after_commit: list[Callable[[], None]] = []
+        self._event_subscribers: list[Callable] = []  # kiosk.catalog.events
+        self._event_lock = threading.Lock()
         try:
             self.db = sqlite_utils.Database(conn)
             conn.execute("PRAGMA foreign_keys = ON")
@@ -73,7 +75,12 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Self]:
-        """All writes inside commit together or not at all.  Nests (inner blocks are savepoints)."""
+        """All writes inside commit together or not at all.  Nests (inner blocks are savepoints).
+
+        The :meth:`after_commit` callbacks run once the outermost block has committed, after
+        the catalogue's lock is let go (a listener may take its own lock and read the
+        catalogue without a lock-order deadlock against a thread that holds the listener's
+        lock and waits for the catalogue's)."""
         with self._lock:
             conn = self.conn
             if conn.in_transaction:
@@ -103,8 +110,8 @@ class Database:
                         conn.execute("ROLLBACK")
                     raise
                 callbacks, self._after_commit = self._after_commit, []
-                for fn in callbacks:
-                    fn()
+        for fn in callbacks:
+            fn()
 
     def after_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` once the current transaction has committed (at once outside one); never

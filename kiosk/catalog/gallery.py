@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 import numpy as np
 from kiosk.embed import Embeddings
+from kiosk.catalog import events
 from kiosk.catalog.common import CatalogError, _F32, _NOW, _check_text
 
 
@@ -69,23 +70,35 @@ class Gallery:
             if audit_action is not None:
                 self.audit(audit_action, sku, role=role, after={"images": len(ids)},
                            detail=embeddings.model_id)
+            self._publish(events.VIEWS_ADDED, [sku], ids, embeddings.model_id)
         return ids
 
     def remove_gallery_images(self, ids: Iterable[int]) -> int:
         """Delete gallery rows by id; returns how many existed."""
         ids = [int(i) for i in ids]
-        removed = 0
+        removed, gone, skus = 0, [], set()
         with self.transaction():
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
+                rows = self._rows(f"SELECT id, sku FROM gallery_images WHERE id IN ({marks})", chunk)
+                gone += [r[0] for r in rows]
+                skus.update(r[1] for r in rows)
                 removed += self.conn.execute(f"DELETE FROM gallery_images WHERE id IN ({marks})", chunk).rowcount
+            if gone:
+                self._publish(events.VIEWS_REMOVED, sorted(skus), sorted(gone))
         return removed
 
     def remove_model(self, model_id: str) -> int:
         """Delete every gallery row made by ``model_id`` (after re-embedding with a new model)."""
         with self.transaction():
-            return self.conn.execute("DELETE FROM gallery_images WHERE model_id = ?", (model_id,)).rowcount
+            rows = self._rows("SELECT id, sku FROM gallery_images WHERE model_id = ? ORDER BY id",
+                              (model_id,))
+            n = self.conn.execute("DELETE FROM gallery_images WHERE model_id = ?", (model_id,)).rowcount
+            if rows:
+                self._publish(events.VIEWS_REMOVED, sorted({r[1] for r in rows}),
+                              [r[0] for r in rows], model_id)
+            return n
 
     def gallery_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(ids int64 (N,), vectors float32 (N, D), skus) of ``model_id``'s rows for active products."""
@@ -269,7 +282,7 @@ class Gallery:
                          score: float | None = None, margin: float | None = None) -> int:
         with self.transaction():
             self._require(sku)
-            return self.conn.execute(
+            view_id = self.conn.execute(
                 "INSERT INTO learned_views (sku, picture, file, turned_file, source, actor, "
                 "status, decided_sku, score, margin, created_t) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -277,6 +290,8 @@ class Gallery:
                  None if score is None else float(score),
                  None if margin is None or not np.isfinite(margin) else float(margin),
                  float(created_t))).lastrowid
+            self._publish(events.VIEWS_LEARNED, [sku], [view_id])
+            return view_id
 
     def update_learned_view(self, view_id: int, **fields: Any) -> None:
         allowed = {"status", "file", "turned_file", "reviewed_by"}
@@ -285,8 +300,11 @@ class Gallery:
             raise ValueError(f"cannot change {', '.join(sorted(bad))} of a learned view")
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self.transaction():
+            rows = self._rows("SELECT sku FROM learned_views WHERE id = ?", (int(view_id),))
             self.conn.execute(f"UPDATE learned_views SET {sets}, reviewed_at = {_NOW} "
                               "WHERE id = ?", (*fields.values(), int(view_id)))
+            if rows:
+                self._publish(events.VIEWS_LEARNED, [rows[0][0]], [int(view_id)])
 
     def get_learned_view(self, view_id: int) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM learned_views WHERE id = ?", (int(view_id),))

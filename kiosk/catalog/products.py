@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 from kiosk.money import DEFAULT_CURRENCY
+from kiosk.catalog import events
 from kiosk.catalog.common import UnknownProductError, _NOW, _check_barcode, _check_currency, _check_price, _check_role, _check_text, check_sku
 
 _KEEP: Any = object()
@@ -76,6 +77,7 @@ class Products:
                 (product.sku, product.name, product.price, product.currency, product.barcode, int(product.active)),
             )
             self.audit("product_add", product.sku, role=role, after=product_dict(product))
+            self._publish(events.PRODUCT_ADDED, [product.sku])
         return product
 
     def upsert_product(
@@ -129,6 +131,13 @@ class Products:
                 self.audit("price" if changed == ["price"] else "product_update", sku, role=role,
                            before={k: before[k] for k in changed},
                            after={k: after[k] for k in changed})
+                # one event per kind of change, so each listener hears what it cares about
+                if set(changed) - {"price", "active"}:
+                    self._publish(events.PRODUCT_EDITED, [sku])
+                if "price" in changed:
+                    self._publish(events.PRICE, [sku])
+                if "active" in changed:
+                    self._publish(events.ACTIVATION, [sku])
             return new
 
     def _check_barcode_free(self, barcode: str | None, sku: str) -> None:
@@ -192,6 +201,7 @@ class Products:
             if old.price != fen:
                 self.audit("price", sku, role=role, before={"price": old.price, "currency": old.currency},
                            after={"price": fen, "currency": old.currency})
+                self._publish(events.PRICE, [sku])
 
     def set_active(self, sku: str, active: bool, *, role: str = "system") -> None:
         """Put on sale / take off sale; audited as ``activate`` / ``deactivate`` by ``role``."""
@@ -207,6 +217,7 @@ class Products:
             if old.active != active:
                 self.audit("activate" if active else "deactivate", sku, role=role,
                            before={"active": old.active}, after={"active": active})
+                self._publish(events.ACTIVATION, [sku])
 
     def delete_product(self, sku: str, *, role: str = "system") -> None:
         """Delete the product and (by cascade) its gallery images.  Past receipts are kept.
@@ -216,6 +227,8 @@ class Products:
             old = self.get_product(sku)
             if old is None:
                 raise UnknownProductError(sku)
-            images = self._rows("SELECT COUNT(*) FROM gallery_images WHERE sku = ?", (sku,))[0][0]
+            ids = [r[0] for r in self._rows("SELECT id FROM gallery_images WHERE sku = ? ORDER BY id",
+                                            (sku,))]
             self.conn.execute("DELETE FROM products WHERE sku = ?", (sku,))
-            self.audit("product_delete", sku, role=role, before={**product_dict(old), "images": images})
+            self.audit("product_delete", sku, role=role, before={**product_dict(old), "images": len(ids)})
+            self._publish(events.PRODUCT_DELETED, [sku], ids)

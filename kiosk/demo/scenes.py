@@ -26,29 +26,15 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from kiosk.ean import is_ean13 as ean13_is_valid, with_check_digit
 from kiosk.fonts import cjk_font
+from kiosk.money import format_amount
 from kiosk.paths import PROJECT_DIR
 
 TRAY_SIZE = (1280, 720)  # width, height
 _SS = 3  # supersampling factor for package drawing
 
 RGB = tuple[int, int, int]
-
-
-def ean13_check_digit(first12: str) -> int:
-    """Check digit of an EAN-13 whose first 12 digits are ``first12``."""
-    if len(first12) != 12 or not first12.isdigit():
-        raise ValueError(f"need 12 digits, got {first12!r}")
-    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(first12))
-    return (10 - total % 10) % 10
-
-
-def ean13_is_valid(code: str) -> bool:
-    return len(code) == 13 and code.isdigit() and ean13_check_digit(code[:12]) == int(code[12])
-
-
-def _ean13(first12: str) -> str:
-    return first12 + str(ean13_check_digit(first12))
 
 
 @dataclass(frozen=True)
@@ -67,7 +53,7 @@ class Style:
 
 
 @dataclass(frozen=True)
-class Product:
+class DemoProduct:
     sku: str
     name: str
     price: int  # fen
@@ -76,14 +62,14 @@ class Product:
 
     @property
     def price_yuan(self) -> str:
-        return f"{self.price // 100}.{self.price % 100:02d}"
+        return format_amount(self.price)
 
 
-def _p(i: int, name: str, price: int, style: Style) -> Product:
-    return Product(f"DEMO-{i:03d}", name, price, _ean13(f"69{i:03d}2024{i:03d}"), style)
+def _p(i: int, name: str, price: int, style: Style) -> DemoProduct:
+    return DemoProduct(f"DEMO-{i:03d}", name, price, with_check_digit(f"69{i:03d}2024{i:03d}"), style)
 
 
-PRODUCTS: tuple[Product, ...] = (
+PRODUCTS: tuple[DemoProduct, ...] = (
     _p(1, "可口可乐 330ml", 350, Style("can", (172, 92), (228, 30, 43), (255, 255, 255),
                                       (255, 255, 255), "可口可乐", "330ml", motif="wave")),
     _p(2, "农夫山泉 550ml", 200, Style("bottle", (236, 78), (205, 228, 240), (214, 32, 40),
@@ -121,10 +107,10 @@ PRODUCTS: tuple[Product, ...] = (
 
 LOOKALIKES: tuple[str, str] = ("DEMO-004", "DEMO-005")
 
-PRODUCTS_BY_SKU: dict[str, Product] = {p.sku: p for p in PRODUCTS}
+PRODUCTS_BY_SKU: dict[str, DemoProduct] = {p.sku: p for p in PRODUCTS}
 
 
-def product(sku: str) -> Product:
+def product(sku: str) -> DemoProduct:
     return PRODUCTS_BY_SKU[sku]
 
 
@@ -406,14 +392,14 @@ def _lighting(bgr: np.ndarray, rng: np.random.Generator, strength: float) -> np.
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def render_product(product: Product | str, view: int = 0,
+def render_product(product: DemoProduct | str, view: int = 0,
                    rng: np.random.Generator | None = None) -> np.ndarray:
     """One view of a package as BGRA (alpha 0 outside the package).
 
     ``view == 0`` is the canonical, upright package.  Other views are rotated, scaled,
     perspective-warped, lit, blurred and noised by ``rng`` (default: seeded by sku and view).
     """
-    p = product if isinstance(product, Product) else PRODUCTS_BY_SKU[product]
+    p = product if isinstance(product, DemoProduct) else PRODUCTS_BY_SKU[product]
     if rng is None:
         rng = np.random.default_rng([int(p.sku.split("-")[-1]), view])
     img = package_bgra(p.sku)
@@ -690,9 +676,9 @@ def demo_tray(name: str) -> tuple[RenderedTray, list[tuple]]:
     raise KeyError(name)
 
 
-def gallery_frame(product: Product | str, view: int) -> RenderedTray:
+def gallery_frame(product: DemoProduct | str, view: int) -> RenderedTray:
     """A staff enrolment photo: the product alone on the tray, at a random place and angle."""
-    p = product if isinstance(product, Product) else PRODUCTS_BY_SKU[product]
+    p = product if isinstance(product, DemoProduct) else PRODUCTS_BY_SKU[product]
     rng = np.random.default_rng([int(p.sku.split("-")[-1]), view, 12345])
     w, h = TRAY_SIZE
     item = (p.sku, float(w / 2 + rng.uniform(-0.2, 0.2) * w),
@@ -701,7 +687,7 @@ def gallery_frame(product: Product | str, view: int) -> RenderedTray:
     return render_tray([item], rng=rng)
 
 
-def gallery_view(product: Product | str, view: int) -> np.ndarray:
+def gallery_view(product: DemoProduct | str, view: int) -> np.ndarray:
     """A gallery image as enrolment stores it: the item cut out of :func:`gallery_frame` by the
     tray segmenter and turned upright (:func:`kiosk.detect.item_crop`)."""
     from kiosk.detect import item_crop

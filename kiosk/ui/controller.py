@@ -91,6 +91,7 @@ class RecognitionWorker(QObject):
 class _StatusRelay(QObject):
     status = Signal(str, str)
     call = Signal(object)  # kiosk.checkout.calls.CallEvent, from whichever thread opened the call
+    catalog = Signal(object)  # kiosk.catalog.CatalogEvent, from whichever thread committed it
 
 
 class KioskController(QObject):
@@ -103,6 +104,7 @@ class KioskController(QObject):
     cameraStatusChanged = Signal(str, str)  # status, message
     recognitionFailed = Signal(str)
     catalogueChanged = Signal()
+    catalogEvent = Signal(object)  # kiosk.catalog.CatalogEvent, on the GUI thread
     callEvent = Signal(object)  # kiosk.checkout.calls.CallEvent, on the GUI thread
 
     def __init__(self, engine, session, camera, *, db_path=None, settings=None,
@@ -130,6 +132,12 @@ class KioskController(QObject):
         board = getattr(session, "calls", None)
         self._unsubscribe = board.subscribe(self._relay.call.emit) if board is not None \
             else (lambda: None)
+        # the catalogue's committed changes, whoever made them (a staff tab, the learner, the
+        # command line through this process's catalogue), reach the widgets on the GUI thread
+        self._relay.catalog.connect(self._on_catalog_event)
+        subscribe = getattr(getattr(engine, "catalog", None), "subscribe", None)
+        self._stop_catalog = subscribe(self._relay.catalog.emit) if subscribe is not None \
+            else (lambda: None)
         self._worker = RecognitionWorker(self)
         self._worker.stateChanged.connect(self._on_worker_state)
         self._worker.failed.connect(self.recognitionFailed)
@@ -147,6 +155,7 @@ class KioskController(QObject):
 
     def shutdown(self) -> None:
         self._unsubscribe()
+        self._stop_catalog()
         self._worker.stop()
         if self._thread.isRunning():
             self._thread.quit()
@@ -302,10 +311,27 @@ class KioskController(QObject):
             self._publish(self.session.state, intent=True)
 
     # --------------------------------------------------------------------- staff
-    def notify_catalogue_changed(self) -> None:
-        """Staff changed the catalogue: the basket shows new prices and names at once."""
+    def _on_catalog_event(self, event) -> None:
+        """A committed catalogue change (on the GUI thread): the basket shows new names and
+        prices at once, and the staff tabs refresh (``catalogueChanged``, ``catalogEvent``)."""
+        from kiosk.catalog import events as ev
+
+        if event.kind in (ev.PRODUCT_ADDED, ev.PRODUCT_EDITED, ev.PRODUCT_DELETED, ev.PRICE,
+                          ev.ACTIVATION):
+            self._refresh_basket()
+        if event.kind != ev.VIEWS_LEARNED:
+            self.catalogueChanged.emit()
+        self.catalogEvent.emit(event)
+
+    def _refresh_basket(self) -> None:
         try:
             self._publish(self.session.refresh(), intent=True)
         except Exception:  # noqa: BLE001 - the next recognition shows them anyway
             log.exception("refreshing the basket after a catalogue change")
+
+    def notify_catalogue_changed(self) -> None:
+        """The catalogue changed behind this process's back (e.g. a store pull wrote it
+        directly): the basket shows new prices and names at once.  Changes made through the
+        catalogue's own methods arrive as events and need no call."""
+        self._refresh_basket()
         self.catalogueChanged.emit()

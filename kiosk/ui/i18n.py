@@ -73,3 +73,14 @@ def set_language(app: QCoreApplication, lang: str) -> bool:
     # switched when this returns
     QCoreApplication.sendPostedEvents(None, QEvent.Type.LanguageChange)
     return ok
+
+
+def retranslating(cls):
+    """Give a widget class a changeEvent that calls its ``retranslate`` on LanguageChange."""
+    def changeEvent(self, event):
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super(cls, self).changeEvent(event)
+
+    cls.changeEvent = changeEvent
+    return cls

@@ -72,6 +72,16 @@ class LearnedTab(QWidget):
         lay.addLayout(buttons)
         lay.addWidget(self.message)
         self.retranslate()
+        events = getattr(controller, "catalogEvent", None)
+        if events is not None:  # views learned or reviewed elsewhere (the till, the learner)
+            events.connect(self._on_catalog_event)
+
+    def _on_catalog_event(self, event) -> None:
+        from kiosk.catalog import events as ev
+
+        if event.kind in (ev.VIEWS_LEARNED, ev.VIEWS_REMOVED, ev.PRODUCT_DELETED) \
+                and self.isVisible():
+            self.refresh()
 
     @property
     def learner(self):

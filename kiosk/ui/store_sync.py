@@ -26,12 +26,12 @@ log = logging.getLogger(__name__)
 def _money(fen) -> str:
     if fen is None:
         return "-"
-    from kiosk.money import format_price
+    from kiosk.money import format_amount, format_price
 
     try:
         return format_price(int(fen))
-    except Exception:  # noqa: BLE001
-        return f"{int(fen) / 100:.2f}"
+    except Exception:  # noqa: BLE001 - e.g. more than the kiosk accepts: the plain amount
+        return format_amount(int(fen))
 
 
 class StoreSync(QObject):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from types import SimpleNamespace
 
+from kiosk.ean import with_check_digit
 from kiosk.demo import scenes as demo
 from kiosk.camera import Frame
 from kiosk.engine import Engine
@@ -36,8 +37,7 @@ _PARITY = ["LLLLLL", "LLGLGG", "LLGGLG", "LLGGGL", "LGLLGG", "LGGLLG", "LGGGLL",
 
 
 def ean13_check(first12: str) -> str:
-    s = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(first12))
-    return first12 + str((10 - s % 10) % 10)
+    return with_check_digit(first12)
 
 
 def ean13_modules(code: str) -> str:

@@ -378,6 +378,102 @@ def test_catalogue_price_deactivate_delete_and_staff_timeout(qtbot, make_kiosk):
     qtbot.waitUntil(lambda: not w.in_staff_mode, timeout=WAIT)
 
 
+# (a change made on the catalogue itself, from another thread, by whoever; what the staff
+#  catalogue tab and the basket then show without being told)
+STAFF_EVENTS = [
+    ("price", lambda cat: cat.set_price("DEMO-001", 480, role="cli"),
+     lambda tab, st: (tab_row(tab, "DEMO-001")[3] == "¥4.80" and st.receipt.total == 480)),
+    ("renamed", lambda cat: cat.upsert_product("DEMO-001", "可乐 新装", role="cli"),
+     lambda tab, st: (tab_row(tab, "DEMO-001")[1] == "可乐 新装"
+                      and [l.name for l in st.receipt.lines] == ["可乐 新装"])),
+    ("off sale", lambda cat: cat.set_active("DEMO-002", False, role="cli"),
+     lambda tab, st: tab_row(tab, "DEMO-002")[5] == "否"),
+    ("deleted", lambda cat: cat.delete_product("DEMO-003", role="cli"),
+     lambda tab, st: "DEMO-003" not in tab.skus()),
+    ("product added", lambda cat: cat.add_product("NEW-1", "新品", 100, role="cli"),
+     lambda tab, st: tab_row(tab, "NEW-1")[3] == "¥1.00"),
+    ("views removed", lambda cat: cat.remove_gallery_images(
+        [r["id"] for r in cat.gallery_rows(sku="DEMO-004")][:4]),
+     lambda tab, st: int(tab_row(tab, "DEMO-004")[4]) == views_before["DEMO-004"] - 4),
+]
+views_before: dict[str, int] = {}
+
+
+def tab_row(tab, sku) -> list[str]:
+    for r in range(tab.table.rowCount()):
+        if tab.table.item(r, 2).text() == sku:
+            return [tab.table.item(r, c).text() for c in range(tab.table.columnCount())]
+    return []
+
+
+def test_staff_tabs_and_basket_refresh_on_catalogue_events(qtbot, make_kiosk):
+    """Nobody tells the widgets: each committed change reaches them as a catalogue event,
+    also when it is made on another thread; a change rolled back shows nowhere."""
+    import threading
+
+    w = make_kiosk([("add", "DEMO-001", 400, 300, 0), ("wait", 60)])
+    wait_items(qtbot, w, ["DEMO-001"])
+    w.auth.set_pin("1357")
+    QTest.mouseClick(w.staff_button, Qt.MouseButton.LeftButton)
+    w.pin_dialog.enter("1357")
+    qtbot.waitUntil(lambda: w.in_staff_mode, timeout=WAIT)
+    page = w.staff_page
+    page.tabs.setCurrentWidget(page.catalogue)
+    tab, cat = page.catalogue, w.controller.engine.catalog
+    views_before.update(cat.gallery_counts())
+    events = []
+    w.controller.catalogEvent.connect(events.append)
+
+    def rolled_back():
+        with cat.transaction():
+            cat.set_price("DEMO-001", 1, role="cli")
+            raise RuntimeError("not this one")
+
+    with pytest.raises(RuntimeError):
+        rolled_back()
+    QApplication.processEvents()
+    assert tab_row(tab, "DEMO-001")[3] == "¥3.50" and events == []
+    for name, change, shows in STAFF_EVENTS:
+        n = len(events)
+        worker = threading.Thread(target=change, args=(cat,))
+        worker.start()
+        worker.join(WAIT / 1000)
+        qtbot.waitUntil(lambda: len(events) > n, timeout=WAIT)
+        qtbot.waitUntil(lambda: shows(tab, w.controller.state), timeout=WAIT)
+
+
+def test_enrol_tab_saves_through_the_staff_intent_and_the_catalogue_tab_hears_it(
+        qtbot, make_kiosk):
+    """The enrol tab stores a product on a worker thread (staff_actions.enrol_new_product, one
+    transaction, audited as staff); the catalogue tab shows it from the catalogue's events
+    alone, and the engine recognises its views at once."""
+    from kiosk.demo import scenes as demo
+
+    w = make_kiosk([("wait", 60)], prepare=lambda engine: engine.remove_product(NEW))
+    w.auth.set_pin("1357")
+    QTest.mouseClick(w.staff_button, Qt.MouseButton.LeftButton)
+    w.pin_dialog.enter("1357")
+    qtbot.waitUntil(lambda: w.in_staff_mode, timeout=WAIT)
+    page = w.staff_page
+    enrol, catalogue = page.enrol, page.catalogue
+    assert NEW not in catalogue.skus()
+    enrol.views = [demo.gallery_frame(NEW, v).image for v in range(3)]
+    enrol.name.setText("红牛 250ml")
+    enrol.sku.setText(NEW)
+    enrol.price.setText("6.00")
+    events = []
+    w.controller.catalogEvent.connect(events.append)
+    with qtbot.waitSignal(enrol.enrolled, timeout=60_000):
+        enrol.save()
+    qtbot.waitUntil(lambda: NEW in catalogue.skus(), timeout=WAIT)
+    assert [e.kind for e in events][:2] == ["product_added", "views_added"]
+    assert tab_row(catalogue, NEW)[3] == "¥6.00" and int(tab_row(catalogue, NEW)[4]) == 6
+    engine = w.controller.engine
+    assert len(engine._ids_of[NEW]) == 6  # three views and their half turns, searchable
+    (row,) = engine.catalog.audit_log(action="product_add", limit=1)
+    assert row["subject"] == NEW and row["role"] == "staff"
+
+
 def test_camera_tab_switches_the_camera_and_saves_the_choice(qtbot, make_kiosk, tmp_path,
                                                              ui_settings):
     from kiosk.settings import load_settings
