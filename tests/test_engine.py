@@ -178,7 +178,7 @@ def test_enrol_new_product(engine_copy):
     assert engine.index.ntotal == ntotal + len(ids)
     # the index holds the new embeddings under the new rows (not a deleted product's vectors)
     np.testing.assert_allclose(engine.index.vectors_for(np.array(ids)),
-                               engine.catalog.gallery_vectors_for(ids), atol=1e-5)
+                               engine.catalog.gallery_vectors_for(ids), atol=5e-4)  # float16 index
     files = [Path(r["file"]) for r in engine.catalog.gallery_rows(sku=sku)]
     assert len(files) == len(ids) and all(f.is_file() for f in files)
     assert all(f.parent == engine.catalog.path.parent / "gallery" / sku for f in files)
