@@ -891,7 +891,8 @@ class Engine:
         self.catalog.close()
         # the index holds every gallery vector (hundreds of MB at 100k): let it go now, not
         # when the engine object is collected (the engine is in reference cycles)
-        self.index = VectorIndex(self.index.dim, self.index.model_id, kind=self.index.kind)
+        with self._lock:
+            self.index = VectorIndex(self.index.dim, self.index.model_id, kind=self.index.kind)
 
 
 def _is_half_turn(a: np.ndarray, b: np.ndarray, tol: float = 6.0) -> bool:

@@ -197,6 +197,16 @@ def test_enrol_new_product(engine_copy):
     assert fully_right(reopened.recognize(tray.image), skus)
 
 
+def test_closing_lets_the_index_go_and_reopening_loads_it(engine_copy):
+    engine = engine_copy
+    n = engine.index.n_live
+    assert n > 0 and engine.index.kind == "fp16"
+    engine.close()
+    assert engine.index.ntotal == 0  # the vectors are not held by a closed engine
+    again = engine.open_again()
+    assert again.index_action == "loaded" and again.index.n_live == n
+
+
 def test_enrol_frame_without_item_stores_nothing(engine_copy):
     engine = engine_copy
     rows = engine.catalog.count_gallery()
