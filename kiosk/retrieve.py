@@ -213,6 +213,7 @@ class VectorIndex:
         fresh = VectorIndex(self.dim, self.model_id, ef_search=self.ef_search, kind=self.kind)
         with self._lock:
             ids = self.live_ids()
+            fresh.reserve(len(ids))
             for start in range(0, len(ids), SYNC_CHUNK):
                 chunk = ids[start:start + SYNC_CHUNK]
                 fresh.add(chunk, self.vectors_for(chunk))
@@ -226,6 +227,18 @@ class VectorIndex:
             for n, i in enumerate(np.asarray(ids, np.int64).tolist()):
                 out[n] = self._index.reconstruct(i)
         return out
+
+    def reserve(self, n: int) -> None:
+        """Make room for ``n`` more vectors at once.  The stored codes are one array that
+        would otherwise grow by reallocation, holding old and new copies together for a
+        moment (at 100k vectors, hundreds of MB over the index's own size)."""
+        with self._lock:
+            storage = faiss.downcast_index(faiss.downcast_index(self._index.index).storage)
+            codes, size = storage.codes, int(storage.ntotal) * int(storage.code_size)
+            want = size + max(0, int(n)) * int(storage.code_size)
+            if want > codes.size():
+                codes.resize(want)  # (a shrinking resize keeps the room: capacity stays)
+                codes.resize(size)
 
     def memory_bytes(self) -> int:
         """About how much memory the index holds: the stored vectors, the HNSW graph and the
@@ -303,6 +316,7 @@ class VectorIndex:
         """
 
         def add(index: "VectorIndex", ids: np.ndarray) -> None:
+            index.reserve(len(ids))
             if progress is not None:
                 progress("index", 0, len(ids))
             for start in range(0, len(ids), SYNC_CHUNK):

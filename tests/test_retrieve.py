@@ -227,3 +227,16 @@ def test_decision_table(ids, scores, sku, unknown):
 def test_decide_unknown_reports_best_score():
     d = Decider(threshold=0.8).decide_one(np.array([1]), np.array([0.6]), {1: "A"})
     assert d.unknown and d.score == pytest.approx(0.6) and d.best.sku == "A"
+
+
+def test_reserving_room_keeps_what_is_stored(filled):
+    idx, ids, vecs = filled
+    before = idx.vectors_for(ids[:20])
+    idx.reserve(300)
+    assert idx.ntotal == 200
+    np.testing.assert_array_equal(idx.vectors_for(ids[:20]), before)
+    more = unit(np.random.default_rng(9), 300)
+    idx.add(np.arange(5000, 5300, dtype=np.int64), more)
+    assert idx.ntotal == 500
+    assert (idx.search(more[:10], k=1).ids[:, 0] == np.arange(5000, 5010)).all()
+    assert (idx.search(vecs[:10], k=1).ids[:, 0] == ids[:10]).all()
