@@ -152,7 +152,8 @@ def bench_gallery(embedder, n_vectors: int = 100_000, views: int = 5,
     dim, model = embedder.dim, embedder.model_id
     out: dict = {"n_vectors": n_products * views, "dim": dim}
     rng = np.random.default_rng(1)
-    picked = np.sort(rng.integers(0, n_products * views, 200))  # views the queries are near
+    picked = np.sort(rng.choice(n_products * views, min(200, n_products * views),
+                                replace=False))  # the views the queries are near
     queries = np.empty((len(picked), dim), np.float32)
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-") as tmp:
         db = Path(tmp) / "catalog.db"
