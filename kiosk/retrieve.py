@@ -70,6 +70,17 @@ class Neighbours:
         return self.ids[i][keep], self.scores[i][keep]
 
 
+def _give_back_freed_memory() -> None:
+    """After a bulk add: return the heap the stored rows passed through to the system (glibc
+    keeps freed small blocks; at 100k vectors, ~100 MB otherwise held for nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 class IndexMismatch(RuntimeError):
     """The index file belongs to another model, dimension or storage kind."""
 
@@ -345,11 +356,13 @@ class VectorIndex:
             index = cls(dim, model_id, ef_search=ef_search, kind=kind)
             if len(live_ids):
                 add(index, live_ids)
+                _give_back_freed_memory()
             return index, action
         stored = index.ids()
         missing = live_ids[~np.isin(live_ids, stored)]
         if len(missing):
             add(index, missing)
+            _give_back_freed_memory()
             action = "repaired"
         index.set_live(live_ids)  # ids the catalogue no longer has become tombstones
         return index, action

@@ -156,7 +156,7 @@ class Gallery:
             first.setdefault(i, n)
         out: np.ndarray | None = None
         unique = sorted(first)
-        block = 4096
+        block = 1024  # (7 MB of 1792-d blobs at a time: little for the heap to keep)
         seen: set[int] = set()
         for start in range(0, len(unique), block):
             part = unique[start : start + block]
