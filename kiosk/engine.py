@@ -141,6 +141,12 @@ class Engine:
         if self.index_action != "loaded":
             log.info("vector index %s: %s", self.index_path, self.index_action)
             self.index.save(self.index_path)
+        # a reader that loads its models on first use (kiosk.text.TextReader) loads them now
+        # when the catalogue has words to weigh, not in front of the first tray; a catalogue
+        # without pack text never loads them
+        if (self.text_reader is not None and len(self._text)
+                and getattr(self.text_reader, "loaded", True) is False):
+            self._load_text_reader(progress)
         # The first faiss search in a process pays for page faults and thread set-up
         # (~20 ms): pay it here, not on the first tray.
         if self.index.n_live:
@@ -901,6 +907,10 @@ class Engine:
             log.warning("background pack-text reading did not stop")
         self.save()
         self.catalog.close()
+        # the index holds every gallery vector (hundreds of MB at 100k): let it go now, not
+        # when the engine object is collected (the engine is in reference cycles)
+        with self._lock:
+            self.index = VectorIndex(self.index.dim, self.index.model_id, kind=self.index.kind)
 
 
 def _is_half_turn(a: np.ndarray, b: np.ndarray, tol: float = 6.0) -> bool:

@@ -101,21 +101,46 @@ class Gallery:
             return n
 
     def gallery_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """(ids int64 (N,), vectors float32 (N, D), skus) of ``model_id``'s rows for active products."""
-        rows = self._rows(
-            "SELECT g.id, g.sku, g.dim, g.embedding FROM gallery_images g "
-            "JOIN products p ON p.sku = g.sku WHERE g.model_id = ? AND p.active = 1 ORDER BY g.id",
-            (model_id,),
-        )
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros((0, self.model_dim(model_id) or 0), np.float32), []
-        ids, skus, dims, blobs = zip(*rows)
-        dim = dims[0]
-        if any(d != dim for d in dims):  # pragma: no cover - add_gallery_images prevents this
-            raise CatalogError(f"model {model_id!r} has embeddings of several sizes: {sorted(set(dims))}")
-        buf = bytearray().join(blobs)
-        vectors = np.frombuffer(buf, dtype=_F32).reshape(len(rows), dim)
-        return np.asarray(ids, dtype=np.int64), vectors.astype(np.float32, copy=False), list(skus)
+        """(ids int64 (N,), vectors float32 (N, D), skus) of ``model_id``'s rows for active products.
+
+        The whole gallery as one matrix: for tools and tests.  The engine never holds it (its
+        vector index does, filled by ``gallery_vectors_for`` a chunk at a time)."""
+        sql = ("FROM gallery_images g JOIN products p ON p.sku = g.sku "
+               "WHERE g.model_id = ? AND p.active = 1")
+        n = self._rows(f"SELECT COUNT(*) {sql}", (model_id,))[0][0]
+        dim = self.model_dim(model_id) or 0
+        ids = np.empty(n, np.int64)
+        out = np.empty((n, dim), np.float32)
+        skus: list[str] = []
+        with self._lock:
+            cur = self.conn.execute(f"SELECT g.id, g.sku, g.dim, g.embedding {sql} ORDER BY g.id",
+                                    (model_id,))
+            while True:
+                rows = cur.fetchmany(4096)
+                if not rows:
+                    break
+                at = len(skus)
+                if at + len(rows) > n:  # pragma: no cover - the count is read under the lock
+                    raise CatalogError("the gallery changed while it was read")
+                part_ids, part_skus, dims, blobs = zip(*rows)
+                self._fill(out, range(at, at + len(rows)), part_ids, dims, blobs)
+                ids[at:at + len(rows)] = part_ids
+                skus.extend(part_skus)
+        return ids[:len(skus)], out[:len(skus)], skus
+
+    @staticmethod
+    def _fill(out: np.ndarray, rows, ids, dims, blobs) -> None:
+        """Copy stored embeddings ``blobs`` into ``out[rows]`` (one copy: no matrix of them
+        all beside the result)."""
+        dim = out.shape[1]
+        if any(d != dim for d in dims):
+            raise CatalogError(f"gallery rows {list(ids)[:10]} mix embedding sizes "
+                               f"{sorted(set(dims) | {dim})}")
+        if any(len(b) != 4 * dim for b in blobs):
+            bad = next(i for i, b in zip(ids, blobs) if len(b) != 4 * dim)
+            raise CatalogError(f"gallery row {bad}: its stored embedding is not {dim} float32 "
+                               "values")
+        out[rows] = np.frombuffer(b"".join(blobs), dtype=_F32).reshape(len(blobs), dim)
 
     def gallery_ids(self, model_id: str) -> tuple[np.ndarray, list[str]]:
         """(ids int64, skus) of ``model_id``'s rows for active products, without the vectors
@@ -131,27 +156,48 @@ class Gallery:
         return np.asarray(ids, dtype=np.int64), list(skus)
 
     def gallery_vectors_for(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        """The stored embeddings of gallery rows ``ids``, in that order (float32 (N, D))."""
+        """The stored embeddings of gallery rows ``ids``, in that order (float32 (N, D)).
+
+        Rows are read a block at a time (sorted ids: one scan of their id range when they are
+        dense, as a rebuild's chunks are) and copied straight into the result, so a
+        20,000-row chunk of 1792-d vectors costs its 143 MB and little more."""
         ids = [int(i) for i in np.asarray(ids).reshape(-1)]
-        found: dict[int, bytes] = {}
-        dims = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for i, dim, blob in self._rows(
-                f"SELECT id, dim, embedding FROM gallery_images WHERE id IN ({marks})", chunk
-            ):
-                found[i] = blob
-                dims.add(dim)
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise KeyError(f"gallery rows not found: {missing[:10]}")
-        if len(dims) > 1:
-            raise CatalogError(f"gallery rows {ids[:10]} mix embedding sizes {sorted(dims)}")
         if not ids:
             return np.zeros((0, 0), np.float32)
-        buf = bytearray().join(found[i] for i in ids)
-        return np.frombuffer(buf, dtype=_F32).reshape(len(ids), dims.pop()).astype(np.float32)
+        first: dict[int, int] = {}
+        for n, i in enumerate(ids):
+            first.setdefault(i, n)
+        out: np.ndarray | None = None
+        unique = sorted(first)
+        block = 1024  # (7 MB of 1792-d blobs at a time: little for the heap to keep)
+        seen: set[int] = set()
+        for start in range(0, len(unique), block):
+            part = unique[start : start + block]
+            lo, hi = part[0], part[-1]
+            if hi - lo < 2 * len(part) + 64:  # mostly wanted rows: one scan of the id range
+                queries = [("id BETWEEN ? AND ?", (lo, hi))]
+            else:
+                queries = [(f"id IN ({','.join('?' * len(part[k:k + 500]))})", part[k:k + 500])
+                           for k in range(0, len(part), 500)]
+            for where, params in queries:
+                rows = [r for r in self._rows(
+                    f"SELECT id, dim, embedding FROM gallery_images WHERE {where}", params)
+                    if r[0] in first]
+                if not rows:
+                    continue
+                got, dims, blobs = zip(*rows)
+                if out is None:
+                    out = np.empty((len(ids), dims[0]), np.float32)
+                self._fill(out, [first[i] for i in got], got, dims, blobs)
+                seen.update(got)
+        if len(seen) < len(unique):
+            missing = [i for i in ids if i not in seen]
+            raise KeyError(f"gallery rows not found: {missing[:10]}")
+        assert out is not None
+        for n, i in enumerate(ids):  # an id asked for twice
+            if first[i] != n:
+                out[n] = out[first[i]]
+        return out
 
     def gallery_counts(self) -> dict[str, int]:
         """Gallery images per sku (all models)."""

@@ -170,21 +170,34 @@ class TextReader:
 
     def __init__(self, model_dir: str | os.PathLike | None = None,
                  num_threads: int | None = None) -> None:
-        from kiosk.runtime.paddle import PaddleModel
-
         folder = Path(model_dir) if model_dir else ensure_models()
         self.model_dir = folder
-        # fp32: the detector's upsampling has no bf16 oneDNN kernel here, and the recogniser's
-        # confidences are what the matching thresholds were measured with
-        self.det = PaddleModel(folder / "det", num_threads=num_threads, precision="fp32")
-        self.cls = PaddleModel(folder / "cls", num_threads=num_threads, precision="fp32")
-        self.rec = PaddleModel(folder / "rec", num_threads=num_threads, precision="fp32")
+        self._num_threads = num_threads
+        # The three predictors (about 85 MB) are made on the first read, on the reader's
+        # thread: a kiosk whose catalogue has no pack text never loads them.
+        self.det = self.cls = self.rec = None
         keys = (folder / "keys.txt").read_text(encoding="utf-8").splitlines()
         self.charset = ["", *keys, " "]  # CTC blank first, the space last (PP-OCR's layout)
         self._lock = threading.Lock()
         from concurrent.futures import ThreadPoolExecutor
 
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-text")
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the models have been loaded (by a first :meth:`read`)."""
+        return self.rec is not None
+
+    def _load(self) -> None:
+        from kiosk.runtime.paddle import PaddleModel
+
+        folder, n = self.model_dir, self._num_threads
+        # fp32: the detector's upsampling has no bf16 oneDNN kernel here, and the recogniser's
+        # confidences are what the matching thresholds were measured with
+        det = PaddleModel(folder / "det", num_threads=n, precision="fp32")
+        cls = PaddleModel(folder / "cls", num_threads=n, precision="fp32")
+        rec = PaddleModel(folder / "rec", num_threads=n, precision="fp32")
+        self.det, self.cls, self.rec = det, cls, rec
 
     # -- detection
     def _boxes(self, bgr: np.ndarray) -> list[np.ndarray]:
@@ -278,6 +291,8 @@ class TextReader:
             return self._thread.submit(self._read, rgb).result()
 
     def _read(self, rgb: np.ndarray) -> PackText:
+        if self.rec is None:  # (only ever on the reader's own thread)
+            self._load()
         bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
         boxes = self._boxes(bgr)
         if not boxes:

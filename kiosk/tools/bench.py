@@ -3,6 +3,8 @@
 Every figure is a median over repeated runs, in milliseconds, measured in this process on the
 machine it runs on.  The 100k gallery uses synthetic clustered vectors of the default model's
 dimension (20,000 products x 5 views), stored in a real SQLite catalogue and a real HNSW index.
+Its ``memory_mb`` says what the process holds at each stage (VmRSS, and each stage's own peak
+VmHWM), what the index and an opened engine hold, and the peak of the whole run.
 """
 from __future__ import annotations
 
@@ -29,6 +31,51 @@ def _median_ms(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
 
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(now, peak) resident memory of this process in MB (VmRSS, VmHWM); the peak counts from
+    the last :func:`_reset_peak`."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:  # pragma: no cover - not Linux
+        return 0.0, _peak_rss_mb()
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    kb = lambda k: float(fields.get(k, "0 kB").split()[0])  # noqa: E731
+    return round(kb("VmRSS") / 1024, 1), round(kb("VmHWM") / 1024, 1)
+
+
+def _reset_peak() -> bool:
+    """Start counting the peak (VmHWM) again from now, to see each stage's own peak (Linux:
+    ``/proc/self/clear_refs``); False where that cannot be done."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:  # pragma: no cover
+        return False
+
+
+class MemoryLog:
+    """Resident memory at each stage of a run: ``now`` and ``peak`` (MB) after the stage,
+    the peak being the stage's own when the counter could be reset before it."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, dict[str, float]] = {}
+        self.process_peak = _rss_mb()[1]  # before the first stage (counters not reset yet)
+        self._resets = _reset_peak()
+
+    def stage(self, name: str) -> dict[str, float]:
+        now, peak = _rss_mb()
+        last = list(self.stages.values())[-1]["rss_mb"] if self.stages else now
+        self.stages[name] = {"rss_mb": now, "delta_mb": round(now - last, 1), "peak_mb": peak}
+        self.process_peak = max(self.process_peak, peak)
+        if self._resets:
+            _reset_peak()
+        return self.stages[name]
+
+    @property
+    def peak(self) -> float:
+        return max([s["peak_mb"] for s in self.stages.values()] or [0.0])
 
 
 def bench_trays(engine, repeat: int = 7) -> dict:
@@ -59,58 +106,107 @@ def bench_trays(engine, repeat: int = 7) -> dict:
     return out
 
 
-def _synthetic_gallery(n_products: int, views: int, dim: int, seed: int = 0):
+def _synthetic_gallery(n_products: int, views: int, dim: int, seed: int = 0,
+                       chunk: int = 2000):
+    """(first product, its views' unit vectors) for ``chunk`` products at a time: clustered
+    views of random product centres, made as needed (never the whole gallery at once)."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n_products, dim)).astype(np.float32)
-    vecs = np.repeat(centres, views, axis=0)
-    vecs += 0.35 * rng.standard_normal(vecs.shape).astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    return vecs
+    for start in range(0, n_products, chunk):
+        n = min(chunk, n_products - start)
+        centres = rng.standard_normal((n, dim), dtype=np.float32)
+        vecs = np.repeat(centres, views, axis=0)
+        vecs += 0.35 * rng.standard_normal(vecs.shape, dtype=np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        yield start, vecs
+
+
+def _fill_catalogue(db: Path, n_products: int, views: int, dim: int, model: str,
+                    picked: np.ndarray) -> None:
+    """The synthetic catalogue (run in a child process); the views ``picked`` for queries are
+    saved beside it (``<db>.queries.npy``)."""
+    from kiosk.catalog import Catalog
+    from kiosk.embed import Embeddings
+
+    queries = np.empty((len(picked), dim), np.float32)
+    cat = Catalog(db)
+    with cat.transaction():
+        for first, vecs in _synthetic_gallery(n_products, views, dim):
+            lo = first * views
+            here = picked[(picked >= lo) & (picked < lo + len(vecs))]
+            queries[np.searchsorted(picked, here)] = vecs[here - lo]
+            for p in range(first, first + len(vecs) // views):
+                sku = f"B{p:06d}"
+                cat.add_product(sku, f"bench product {p}", price=100 + p % 900)
+                rows = vecs[(p - first) * views:(p - first + 1) * views]
+                cat.add_gallery_images(sku, [f"/bench/{sku}/{v}.jpg" for v in range(views)],
+                                       Embeddings(rows, model))
+    cat.close()
+    np.save(db.with_suffix(".queries.npy"), queries)
 
 
 def bench_gallery(embedder, n_vectors: int = 100_000, views: int = 5,
-                  progress: Callable[[str], None] = lambda m: None) -> dict:
+                  progress: Callable[[str], None] = lambda m: None,
+                  memory: MemoryLog | None = None) -> dict:
+    """Catalogue fill, index build, cold start, query, add and delete times on a synthetic
+    gallery of ``n_vectors``, and the resident memory of each stage (``memory``: the run's
+    log so far, e.g. with the models' stages; a new one when None)."""
+    import gc
+
     from kiosk.catalog import Catalog
     from kiosk.detect import make_detector
-    from kiosk.embed import Embeddings
     from kiosk.engine import Engine
 
+    memory = memory or MemoryLog()
+    memory.stage("before_gallery")
     n_products = n_vectors // views
     dim, model = embedder.dim, embedder.model_id
     out: dict = {"n_vectors": n_products * views, "dim": dim}
+    rng = np.random.default_rng(1)
+    picked = np.sort(rng.choice(n_products * views, min(200, n_products * views),
+                                replace=False))  # the views the queries are near
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-") as tmp:
         db = Path(tmp) / "catalog.db"
         progress(f"building a {n_products * views}-vector catalogue ...")
-        vecs = _synthetic_gallery(n_products, views, dim)
-        cat = Catalog(db)
+        # filled by another process, as a kiosk opens a catalogue made elsewhere: what 100k
+        # rows written from Python leave behind is not the kiosk's memory
+        import multiprocessing
+
         t0 = time.perf_counter()
-        with cat.transaction():
-            for p in range(n_products):
-                sku = f"B{p:06d}"
-                cat.add_product(sku, f"bench product {p}", price=100 + p % 900)
-                rows = vecs[p * views:(p + 1) * views]
-                cat.add_gallery_images(sku, [f"/bench/{sku}/{v}.jpg" for v in range(views)],
-                                       Embeddings(rows, model))
+        child = multiprocessing.get_context("spawn").Process(
+            target=_fill_catalogue, args=(db, n_products, views, dim, model, picked))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"filling the bench catalogue failed ({child.exitcode})")
         out["catalogue_fill_s"] = round(time.perf_counter() - t0, 2)
-        cat.close()
+        queries = np.load(db.with_suffix(".queries.npy"))
+        memory.stage("catalogue_fill")
 
         progress("building the HNSW index ...")
         detector = make_detector("tray")
         t0 = time.perf_counter()
         engine = Engine(Catalog(db), embedder, detector)
         out["index_build_s"] = round(time.perf_counter() - t0, 2)
+        out["index_kind"] = engine.index.kind
+        memory.stage("index_build")
         engine.close()
+        del engine
+        gc.collect()
+        memory.stage("closed")
 
         progress("cold start ...")
         t0 = time.perf_counter()
         engine = Engine(Catalog(db), embedder, detector)
         out["cold_start_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
         out["cold_start_index"] = engine.index_action
+        memory.stage("cold_start")
 
-        rng = np.random.default_rng(1)
-        queries = vecs[rng.integers(0, len(vecs), 200)] + 0.05 * rng.standard_normal(
-            (200, dim)).astype(np.float32)
+        # another view of the product: about as far from the stored one as two stored views
+        # are from each other (cosine ~0.9; the noise used to outweigh the view, cosine ~0.4)
+        queries += (0.35 / np.sqrt(dim)) * rng.standard_normal((len(queries), dim),
+                                                               dtype=np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        truth = [f"B{i // views:06d}" for i in picked.tolist()]
         qi = iter(range(10**9))
 
         def query():
@@ -119,6 +215,21 @@ def bench_gallery(embedder, n_vectors: int = 100_000, views: int = 5,
             engine.decider.decide(nb, engine._sku_of)
 
         out["query_ms"] = _median_ms(query, 200, warmup=20)
+        # the same in CPU time of this thread (faiss searches on it): what a search costs
+        # when other processes share the cores, as on a busy build machine
+        cpu = []
+        for _ in range(200):
+            t0 = time.thread_time()
+            query()
+            cpu.append((time.thread_time() - t0) * 1e3)
+        out["query_cpu_ms"] = round(statistics.median(cpu), 2)
+        # the product each query was made from, as the index's nearest view and as decided
+        nb = engine.index.search(queries, k=engine.decider.search_k)
+        top = [engine._sku_of.get(int(i)) for i in nb.ids[:, 0]]
+        out["recall_at_1"] = round(float(np.mean([a == b for a, b in zip(top, truth)])), 4)
+        called = [d.sku for d in engine.decider.decide(nb, engine._sku_of)]
+        out["accuracy"] = round(float(np.mean([a == b for a, b in zip(called, truth)])), 4)
+        memory.stage("queries")
 
         crops = [np.full((160, 120, 3), 40 * v, np.uint8) for v in range(views)]
         counter = iter(range(10**6))
@@ -130,14 +241,31 @@ def bench_gallery(embedder, n_vectors: int = 100_000, views: int = 5,
             engine.add_images(sku, crops, [f"/bench/new/{k}/{v}.jpg" for v in range(views)])
 
         out["add_product_ms"] = _median_ms(add, 5)
-        dels = iter(range(0, n_products, 97))
+        dels = iter(range(0, n_products, min(97, max(1, n_products // 12))))
 
         def delete():
             engine.remove_product(f"B{next(dels):06d}")
 
         out["delete_product_ms"] = _median_ms(delete, 10)
-        out["peak_rss_mb"] = _peak_rss_mb()
+        memory.stage("add_delete")
+        index_mb = engine.index.memory_bytes() / 2**20
         engine.catalog.close()
+    stages = memory.stages
+    # what each part holds (MB): the models are measured by run_bench's stages when present
+    out["memory_mb"] = {
+        "stages": stages,
+        "index": round(index_mb, 1),
+        "engine_open": stages["cold_start"]["delta_mb"],
+        "index_build_transient": round(
+            stages["index_build"]["peak_mb"] - stages["index_build"]["rss_mb"], 1),
+        "gallery_peak": memory.peak,
+    }
+    if "python" in stages:  # run_bench's stages: the process and the models
+        out["memory_mb"]["process"] = stages["python"]["rss_mb"]
+    for name in ("embedder", "text_reader"):
+        if name in stages:
+            out["memory_mb"][name] = stages[name]["delta_mb"]
+    out["peak_rss_mb"] = max(memory.process_peak, memory.peak)
     return out
 
 
@@ -146,13 +274,19 @@ def run_bench(quick: bool = False, progress: Callable[[str], None] = lambda m: N
     from kiosk.embed import load_embedder
     from kiosk.engine import Engine
 
+    memory = MemoryLog()
+    memory.stage("python")  # the interpreter with numpy, faiss and the kiosk imported
     t0 = time.perf_counter()
     embedder = load_embedder()
     model_load_ms = round((time.perf_counter() - t0) * 1e3, 1)
+    memory.stage("embedder")
     result: dict = {"model_id": embedder.model_id, "model_load_ms": model_load_ms}
     from kiosk.text import make_text_reader
 
     reader = make_text_reader()
+    if reader is not None:  # (loads its models on the first read)
+        reader.read(np.zeros((64, 64, 3), np.uint8))
+        memory.stage("text_reader")
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-demo-") as tmp:
         progress("demo catalogue ...")
         db = Path(tmp) / "demo.db"
@@ -176,5 +310,5 @@ def run_bench(quick: bool = False, progress: Callable[[str], None] = lambda m: N
             result["pack_text_read_ms"] = _median_ms(lambda: reader.read(crop), 7)
     n = 10_000 if quick else 100_000
     result["gallery_100k" if not quick else "gallery_10k"] = bench_gallery(
-        embedder, n, progress=progress)
+        embedder, n, progress=progress, memory=memory)
     return result

@@ -294,6 +294,34 @@ def test_transaction_rolls_back_everything(cat):
     assert [p.sku for p in cat.list_products()] == ["a", "b"]
 
 
+def test_gallery_vectors_for_any_ids_in_the_order_asked(cat):
+    """Rows come back in the order asked, repeats included, whether the ids are dense (one
+    scan of their range, skipping rows not asked for) or far apart (looked up by id)."""
+    cat.add_product("a", "Apple", 100)
+    cat.add_product("b", "Banana", 100)
+    va, vb = vectors(300, seed=1), vectors(40, seed=2)
+    ids_a = cat.add_gallery_images("a", [f"a{i}" for i in range(300)], Embeddings(va, "m@1"))
+    ids_b = cat.add_gallery_images("b", [f"b{i}" for i in range(40)], Embeddings(vb, "m@1"))
+    table = dict(zip(ids_a + ids_b, np.vstack([va, vb])))
+    cat.set_active("b", False)  # (rows by id: products' states do not matter)
+    for ask in ([*ids_a[::-1]],                              # dense, backwards
+                [ids_a[5], ids_b[3], ids_a[5], ids_a[0]],    # repeats
+                ids_a[::3] + ids_b[-1:],                     # gaps: rows not asked for
+                [ids_a[0], ids_a[0] + 10_000_000]):          # far apart (one missing)
+        if ask[-1] > max(table):
+            with pytest.raises(KeyError, match=str(ask[-1])):
+                cat.gallery_vectors_for(ask)
+            continue
+        got = cat.gallery_vectors_for(np.array(ask))
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        assert np.array_equal(got, np.stack([table[i] for i in ask]))  # bit-exact
+    assert cat.gallery_vectors_for([]).shape == (0, 0)
+    cat.add_gallery_images("a", ["small"], Embeddings(vectors(1, dim=8), "other@2"))
+    small = cat.gallery_rows(model_id="other@2")[0]["id"]
+    with pytest.raises(CatalogError, match="mix embedding sizes"):
+        cat.gallery_vectors_for([ids_a[0], small])
+
+
 def test_gallery_vectors_is_fast_for_100k_rows(cat):
     n, dim = 100_000, 128
     cat.add_product("a", "Apple", 100)

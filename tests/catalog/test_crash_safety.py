@@ -132,15 +132,15 @@ def check_index(db: Path, embedder) -> None:
             if left is not None and left.model_id == model:
                 common = np.intersect1d(left.ids(), ids)
                 if len(common):
-                    np.testing.assert_allclose(left.vectors_for(common),
-                                               cat.gallery_vectors_for(common), atol=1e-5)
+                    np.testing.assert_allclose(left.vectors_for(common),  # (float16)
+                                               cat.gallery_vectors_for(common), atol=5e-4)
     engine = Engine.open(db, embedder=embedder)
     try:
         ids, _ = engine.catalog.gallery_ids(model)
         assert np.array_equal(np.sort(engine.index.live_ids()), ids)
         if len(ids):
-            np.testing.assert_allclose(engine.index.vectors_for(ids),
-                                       engine.catalog.gallery_vectors_for(ids), atol=1e-5)
+            np.testing.assert_allclose(engine.index.vectors_for(ids),  # (float16)
+                                       engine.catalog.gallery_vectors_for(ids), atol=5e-4)
     finally:
         engine.close()
     reloaded = VectorIndex.load(index_path_for(db))  # what the engine saved loads again
@@ -359,7 +359,7 @@ def test_rolled_back_enrolment_leaves_no_stale_vector(tmp_path, copy_demo_db, em
         ids, _ = cat.gallery_ids(embedder.model_id)
         assert np.array_equal(np.sort(engine.index.live_ids()), ids)
         np.testing.assert_allclose(engine.index.vectors_for(ids), cat.gallery_vectors_for(ids),
-                                   atol=1e-5)
+                                   atol=5e-4)  # float16 index
     finally:
         engine.close()
     check_all(db, embedder)

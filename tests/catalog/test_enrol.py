@@ -148,7 +148,7 @@ def test_clean_enrolment_of_a_new_product_is_recognised_at_once(open_engine):
     assert counts(engine) == (before[0] + 1, before[1] + len(ids), before[2] + len(ids))
     # the stored vectors are the checked ones (embedded once)
     np.testing.assert_allclose(engine.index.vectors_for(np.array(ids)), check.vectors,
-                               atol=1e-5)
+                               atol=5e-4)  # float16 index
     tray = demo.render_tray([("DEMO-011", 500, 300, 40), ("DEMO-001", 950, 450, 0)],
                             rng=np.random.default_rng(5))
     result = engine.recognize(tray.image)

@@ -284,3 +284,34 @@ def test_opening_reads_a_bounded_number_and_read_text_reads_the_rest(tmp_path, c
         assert all(len(v) == 5 for v in cat.gallery_words(READER_ID).values())
     finally:
         cat.close()
+
+
+def test_the_reader_loads_its_models_only_for_a_catalogue_with_words(tmp_path, embedder):
+    """A reader loads PP-OCRv4 (~85 MB) on first need: an engine on a catalogue whose packs
+    have no words never loads it; one with words loads it while opening (not on a tray)."""
+    from kiosk.embed import Embeddings
+    from kiosk.text import TextReader
+
+    db = tmp_path / "catalog.db"
+    cat = Catalog(db)
+    cat.add_product("A", "apple", 100)
+    vec = np.random.default_rng(0).standard_normal((1, embedder.dim)).astype(np.float32)
+    cat.add_gallery_images("A", ["a.jpg"], Embeddings(vec / np.linalg.norm(vec),
+                                                      embedder.model_id))
+    cat.set_gallery_words("A", [("a.jpg", "a.jpg", ())], READER_ID)  # read: no text on it
+    cat.close()
+    reader = TextReader()
+    assert not reader.loaded
+    engine = Engine.open(db, embedder=embedder, text_reader=reader)
+    try:
+        assert len(engine._text) == 0
+        assert not reader.loaded
+    finally:
+        engine.close()
+    with Catalog(db) as cat:
+        cat.set_gallery_words("A", [("a.jpg", "a.jpg", ("APPLE",))], READER_ID)
+    engine = Engine.open(db, embedder=embedder, text_reader=reader)
+    try:
+        assert engine._text.has("A") and reader.loaded
+    finally:
+        engine.close()
