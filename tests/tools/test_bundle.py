@@ -19,6 +19,22 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "packaging" / "kiosk.spec"
+#: The bundle's weight, measured 2026-11 at BUNDLE_MB_NOW (packaging/bundle_weight.py sizes);
+#: the bound leaves room for a dependency's patch release, not for a new library by accident.
+BUNDLE_MB_NOW = 1084
+BUNDLE_MB_MAX = 1105
+
+
+def _load(name: str):
+    """A module of packaging/ (a folder, not a package: ``packaging`` is PyInstaller's)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"kiosk_bundle_{name}",
+                                                  ROOT / "packaging" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def build_bundle(dist: Path, work: Path) -> Path:
@@ -76,9 +92,60 @@ def test_bundle_is_self_contained(bundle):
     assert not list(internal.rglob("libwarpctc*"))
 
 
+def test_bundle_weight(bundle):
+    """The bundle stays under its measured weight, and what packaging/trim.py cuts stays out."""
+    weight = _load("bundle_weight")
+    print("\n" + weight.table(bundle))
+    mb = weight.total_mb(bundle)
+    assert mb < BUNDLE_MB_MAX, (f"the bundle weighs {mb:.0f} MB (measured {BUNDLE_MB_NOW} MB, "
+                                f"bound {BUNDLE_MB_MAX} MB): see the table above")
+    internal = bundle / "_internal"
+    for gone in ("PySide6/Qt/plugins/platforms/libqvnc.so", "PySide6/Qt/plugins/generic",
+                 "PySide6/Qt/plugins/egldeviceintegrations", "libcairo.so.2", "libpango-1.0.so.0",
+                 "PySide6/Qt/translations/qt_help_zh_CN.qm"):
+        assert not (internal / gone).exists(), f"{gone} is back in the bundle"
+    # Pillow's AVIF codec (OpenCV links its own libavif, which stays)
+    assert not list(internal.glob("pillow.libs/libavif*"))
+    assert not list(internal.glob("PIL/_avif*"))
+
+
+def test_nothing_the_kiosk_uses_was_cut(bundle):
+    """Every file the full bundle was seen using (packaging/opened-files.txt: self-test,
+    window, recognize, gallery add, store sync) is in the bundle, and nothing on it is on the
+    list of what the build cut."""
+    trim = _load("trim")
+    used = trim.load_opened(ROOT / "packaging" / "opened-files.txt")
+    assert len(used) > 100
+    internal = bundle / "_internal"
+    missing = [f for f in used if not (internal / f).exists()]
+    assert not missing, f"the kiosk uses these, the bundle lacks them: {missing[:20]}"
+    cut = trim.load_opened(bundle.parent.parent / "work" / "kiosk" / "cut-files.txt")
+    assert cut, "the build wrote no list of what it cut"
+    assert not set(cut) & set(used)
+
+
 def test_self_test_passes_in_a_clean_environment(bundle, home):
-    proc = run(bundle, home, "--self-test", "--json")
+    # run under the dynamic loader's log: which libraries the self-test loads, by name
+    weight = _load("bundle_weight")
+    used = weight.opened(bundle, ["--self-test", "--json"], home=home, timeout=600,
+                         use_strace=False)
+    proc = used.proc
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # no library the self-test loads (from the bundle or, by the same name, from the system)
+    # is one the build cut from the bundle
+    trim = _load("trim")
+    cut = trim.load_opened(bundle.parent.parent / "work" / "kiosk" / "cut-files.txt")
+    assert used.names, "the loader's log is empty"
+    loaded_cut = sorted(used.names & {Path(c).name for c in cut})
+    assert not loaded_cut, f"the self-test loads libraries the build cut: {loaded_cut}"
+    # a library of a kind the build may cut (a Qt plugin, a system library copied in) that the
+    # self-test loads must be on packaging/opened-files.txt, which the build never cuts
+    unlisted = sorted(f for f in used.files - set(trim.load_opened(
+        ROOT / "packaging" / "opened-files.txt")) if trim.may_cut(f))
+    assert not unlisted, (
+        f"the self-test now loads {unlisted}, which packaging/opened-files.txt lacks: add them "
+        "(python packaging/bundle_weight.py opened dist/kiosk --out packaging/opened-files.txt "
+        "-- --self-test) so that the build never cuts them")
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["passed"] is True
     checks = {c["name"]: c for c in report["checks"]}
