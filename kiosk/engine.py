@@ -347,10 +347,9 @@ class Engine:
         return self._refine(d, self.text_reader.read(crop).words)
 
     def _refine(self, d: Decision, words: tuple[str, ...]) -> Decision:
-        profiles = self._text
-        return self.decider.refine_with_text(
-            d, {c.sku: profiles.score(words, c.sku) for c in self.decider.text_contenders(d)},
-            words)
+        from kiosk.pipeline import refine_with_words
+
+        return refine_with_words(self.decider, self._text, d, words)
 
     def refine_with_words(self, decisions: Sequence[Decision],
                           words: Sequence[tuple[str, ...]]) -> list[Decision]:
@@ -436,40 +435,17 @@ class Engine:
         return emb.vectors, decisions
 
     def decide_vectors(self, vectors: np.ndarray, timings: dict | None = None) -> list[Decision]:
-        """Search and decide for ready embeddings (L2-normalised here)."""
+        """Search and decide for ready embeddings (L2-normalised here):
+        :func:`kiosk.pipeline.retrieve_and_decide` on this engine's index."""
+        from kiosk.pipeline import retrieve_and_decide
+
         v = np.asarray(vectors, np.float32).reshape(-1, self.embedder.dim)
         if not len(v):
             return []
         v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        t0 = time.perf_counter()
         with self._lock:
-            nb = self.index.search(np.ascontiguousarray(v), k=self.decider.search_k)
-            t1 = time.perf_counter()
-            decisions = self._widen(v, self.decider.decide(nb, self._sku_of))
-        t2 = time.perf_counter()
-        if timings is not None:
-            timings.update(search=(t1 - t0) * 1e3, decide=(t2 - t1) * 1e3)
-        return decisions
-
-    def _widen(self, vectors: np.ndarray, decisions: list[Decision]) -> list[Decision]:
-        """Items whose nearest ``search_k`` gallery images name fewer than ``max_candidates``
-        products (many views of a few look-alikes) are searched again, wider, so that the
-        cashier sees the best distinct products and the margin sees the best other one.
-        Called under the engine lock."""
-        want = min(self.decider.max_candidates, len(self._ids_of))
-        redo = [i for i, d in enumerate(decisions) if len(d.candidates) < want]
-        if not redo:
-            return decisions
-        k = min(self.index.n_live, self.decider.search_k * 8)
-        if k <= self.decider.search_k:
-            return decisions
-        nb = self.index.search(np.ascontiguousarray(np.asarray(vectors)[redo]), k=k)
-        out = list(decisions)
-        for row, i in enumerate(redo):
-            wide = self.decider.decide_one(*nb.row(row), self._sku_of)
-            if wide.sku == decisions[i].sku:  # (the vote is the same: its first k agree)
-                out[i] = wide
-        return out
+            return retrieve_and_decide(self.index, self._sku_of, self.decider, v,
+                                       len(self._ids_of), timings)
 
     def lookup_product(self, sku: str | None) -> Product | None:
         """:meth:`product`, falling back to the catalogue for products added since start-up

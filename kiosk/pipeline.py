@@ -164,6 +164,45 @@ def _margin(d: Decision) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
+# retrieve and decide: one embedding -> a decision (the engine and ``kiosk eval`` both)
+
+
+def retrieve_and_decide(index, sku_of, decider, vectors: np.ndarray, n_products: int,
+                        timings: dict | None = None) -> list[Decision]:
+    """The nearest gallery views of each (L2-normalised) embedding in ``index`` (``sku_of``:
+    gallery row -> product; ``n_products`` products in it) and the ``decider``'s decision.
+    Items whose nearest ``search_k`` views name fewer than ``max_candidates`` products (many
+    views of a few look-alikes) are searched again, wider, so that the cashier sees the best
+    distinct products and the margin sees the best other one.  ``timings``: search / decide
+    (ms) are put there."""
+    v = np.ascontiguousarray(vectors, np.float32)
+    t0 = time.perf_counter()
+    nb = index.search(v, k=decider.search_k)
+    t1 = time.perf_counter()
+    decisions = decider.decide(nb, sku_of)
+    want = min(decider.max_candidates, n_products)
+    redo = [i for i, d in enumerate(decisions) if len(d.candidates) < want]
+    k = min(index.n_live, decider.search_k * 8)
+    if redo and k > decider.search_k:
+        wide_nb = index.search(np.ascontiguousarray(v[redo]), k=k)
+        for row, i in enumerate(redo):
+            wide = decider.decide_one(*wide_nb.row(row), sku_of)
+            if wide.sku == decisions[i].sku:  # (the vote is the same: its first k agree)
+                decisions[i] = wide
+    t2 = time.perf_counter()
+    if timings is not None:
+        timings.update(search=(t1 - t0) * 1e3, decide=(t2 - t1) * 1e3)
+    return decisions
+
+
+def refine_with_words(decider, profiles, d: Decision, words: tuple[str, ...]) -> Decision:
+    """Let the words read on an item re-rank ``d``'s close candidates (``profiles``: the
+    products' enrolled words, :class:`kiosk.text.TextProfiles`)."""
+    return decider.refine_with_text(
+        d, {c.sku: profiles.score(words, c.sku) for c in decider.text_contenders(d)}, words)
+
+
+# ---------------------------------------------------------------------------------------------
 # the path
 
 

@@ -1,9 +1,11 @@
 """A checkout in progress: from camera frames to a live, correctable basket.
 
 :class:`CheckoutSession` is what the recognition worker runs (no Qt here).  It recognises when the
-tray has settled, not on every frame; keeps each item's identity across frames (an item that did
-not move is not embedded again, one nudged a little keeps its identity: :mod:`kiosk.track`);
-resolves unknown items by barcode; applies the cashier's corrections; and turns the items into a
+tray has settled, not on every frame, through the kiosk's one recognition path
+(:class:`kiosk.pipeline.FramePipeline`: each item's identity kept across frames by
+:mod:`kiosk.track`, so an item that did not move is not embedded again and one nudged a little
+keeps its identity; fusion of uncertain items over frames; barcodes of unknown items; packs read
+while the tray stays still); it applies the cashier's corrections and turns the items into a
 receipt.  The GUI only displays :class:`SessionState` and calls the intent methods.
 
 **The receipt is a function of the current picture.**  The checkout has an explicit
