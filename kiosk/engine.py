@@ -1,4 +1,4 @@
-"""The recognition engine: detect -> embed -> retrieve -> decide -> receipt.
+"""The recognition engine: detect -> track -> embed -> retrieve -> decide -> receipt.
 
 One :class:`Engine` owns the catalogue, the models and the vector index (and, optionally, a
 pack-text reader that splits look-alike products whose similarities are close).  It is the only object
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +20,7 @@ from kiosk.catalog import Catalog, Product
 from kiosk.decide import Decider, Decision
 from kiosk.detect import Detections, Detector, make_detector
 from kiosk.embed import Embedder, Embeddings, load_embedder
+from kiosk.pipeline import TrayResult
 from kiosk.retrieve import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -35,49 +35,6 @@ TEXT_YIELD_S = 1.5
 # start-up screen to count them off every second or two).
 REEMBED_BATCH = 16
 
-
-@dataclass(frozen=True)
-class CandidateInfo:
-    sku: str
-    name: str
-    score: float
-
-    def to_dict(self) -> dict:
-        return {"sku": self.sku, "name": self.name, "score": round(self.score, 4)}
-
-
-@dataclass(frozen=True)
-class TrayItem:
-    box: tuple[int, int, int, int]
-    sku: str | None
-    name: str | None
-    score: float
-    unknown: bool
-    candidates: tuple[CandidateInfo, ...] = ()
-    words: tuple[str, ...] = ()  # pack text read on the item (only when it was read)
-    by_text: bool = False  # the pack text changed the winner
-
-    def to_dict(self) -> dict:
-        return {
-            "box": list(self.box),
-            "sku": self.sku,
-            "name": self.name,
-            "score": round(self.score, 4),
-            "unknown": self.unknown,
-            "candidates": [c.to_dict() for c in self.candidates],
-            "words": list(self.words),
-            "by_text": self.by_text,
-        }
-
-
-@dataclass(frozen=True)
-class TrayResult:
-    items: tuple[TrayItem, ...]
-    receipt: Receipt
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"items": [i.to_dict() for i in self.items], "receipt": self.receipt.to_dict()}
 
 
 def index_path_for(db_path: Path) -> Path:
@@ -125,6 +82,7 @@ class Engine:
         # (only the look-alike already read would have any, and the words would push to it)
         self._text_unread: set[str] = set()
         self._last_use = 0.0  # time.monotonic() when the checkout last used the model
+        self.frames_recognised = 0  # pictures through the frame pipeline (kiosk.pipeline)
         if defer_text and self.text_reader is not None and text_backfill_limit != 0:
             todo = self.catalog.files_without_words(self.text_reader.reader_id)
             if text_backfill_limit is not None:
@@ -394,10 +352,9 @@ class Engine:
         return self._refine(d, self.text_reader.read(crop).words)
 
     def _refine(self, d: Decision, words: tuple[str, ...]) -> Decision:
-        profiles = self._text
-        return self.decider.refine_with_text(
-            d, {c.sku: profiles.score(words, c.sku) for c in self.decider.text_contenders(d)},
-            words)
+        from kiosk.pipeline import refine_with_words
+
+        return refine_with_words(self.decider, self._text, d, words)
 
     def refine_with_words(self, decisions: Sequence[Decision],
                           words: Sequence[tuple[str, ...]]) -> list[Decision]:
@@ -442,37 +399,25 @@ class Engine:
         return self._products.get(sku) if sku else None
 
     # ------------------------------------------------------------- recognise
-    def recognize(self, image: np.ndarray) -> TrayResult:
-        t0 = time.perf_counter()
-        dets = self.detector.detect(image)
-        t1 = time.perf_counter()
-        decisions = self.recognize_crops(dets.crops(image), timings := {})
-        t2 = time.perf_counter()
-        items = tuple(self._item(box, d) for box, d in zip(dets.boxes, decisions))
-        receipt = self.receipt_for([i.sku for i in items if i.sku])
-        t3 = time.perf_counter()
-        timings.update(detect=(t1 - t0) * 1e3, receipt=(t3 - t2) * 1e3,
-                       total=(t3 - t0) * 1e3)
-        return TrayResult(items, receipt, timings)
+    def recognize(self, image: np.ndarray, *, barcode: bool = True) -> TrayResult:
+        """The items on one tray picture and their receipt: the checkout's own frame path
+        (:class:`kiosk.pipeline.FramePipeline`) on a fresh tracker, one picture, every pack
+        that could settle a look-alike read at once.  ``barcode``: read the codes of items
+        the pictures cannot name, as the checkout does."""
+        from kiosk.pipeline import FramePipeline
+
+        return FramePipeline(self, barcode=barcode).recognize(image)
+
+    def count_frame(self) -> None:
+        """One more picture went through the frame pipeline (``frames_recognised``)."""
+        with self._lock:
+            self.frames_recognised += 1
 
     def recognize_crops(self, crops: Sequence[np.ndarray],
                         timings: dict | None = None) -> list[Decision]:
-        if not crops:
-            return []
-        self._last_use = time.monotonic()
-        t0 = time.perf_counter()
-        emb = self.embedder.embed(list(crops))
-        t1 = time.perf_counter()
-        self._last_use = time.monotonic()
-        with self._lock:
-            nb = self.index.search(emb.vectors, k=self.decider.search_k)
-            t2 = time.perf_counter()
-            decisions = self._widen(emb.vectors, self.decider.decide(nb, self._sku_of))
-        t3 = time.perf_counter()
-        if timings is not None:
-            timings.update(embed=(t1 - t0) * 1e3, search=(t2 - t1) * 1e3,
-                           decide=(t3 - t2) * 1e3)
-        return self._apply_text(crops, decisions, timings)
+        """Decisions for ready item crops (each embedded, searched, decided and its pack read
+        when that could settle a look-alike): the per-item stages of the frame pipeline."""
+        return self.embed_and_decide(crops, timings)[1]
 
     def embed_and_decide(self, crops: Sequence[np.ndarray], timings: dict | None = None,
                          read_text: bool = True) -> tuple[np.ndarray, list[Decision]]:
@@ -495,40 +440,17 @@ class Engine:
         return emb.vectors, decisions
 
     def decide_vectors(self, vectors: np.ndarray, timings: dict | None = None) -> list[Decision]:
-        """Search and decide for ready embeddings (L2-normalised here)."""
+        """Search and decide for ready embeddings (L2-normalised here):
+        :func:`kiosk.pipeline.retrieve_and_decide` on this engine's index."""
+        from kiosk.pipeline import retrieve_and_decide
+
         v = np.asarray(vectors, np.float32).reshape(-1, self.embedder.dim)
         if not len(v):
             return []
         v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        t0 = time.perf_counter()
         with self._lock:
-            nb = self.index.search(np.ascontiguousarray(v), k=self.decider.search_k)
-            t1 = time.perf_counter()
-            decisions = self._widen(v, self.decider.decide(nb, self._sku_of))
-        t2 = time.perf_counter()
-        if timings is not None:
-            timings.update(search=(t1 - t0) * 1e3, decide=(t2 - t1) * 1e3)
-        return decisions
-
-    def _widen(self, vectors: np.ndarray, decisions: list[Decision]) -> list[Decision]:
-        """Items whose nearest ``search_k`` gallery images name fewer than ``max_candidates``
-        products (many views of a few look-alikes) are searched again, wider, so that the
-        cashier sees the best distinct products and the margin sees the best other one.
-        Called under the engine lock."""
-        want = min(self.decider.max_candidates, len(self._ids_of))
-        redo = [i for i, d in enumerate(decisions) if len(d.candidates) < want]
-        if not redo:
-            return decisions
-        k = min(self.index.n_live, self.decider.search_k * 8)
-        if k <= self.decider.search_k:
-            return decisions
-        nb = self.index.search(np.ascontiguousarray(np.asarray(vectors)[redo]), k=k)
-        out = list(decisions)
-        for row, i in enumerate(redo):
-            wide = self.decider.decide_one(*nb.row(row), self._sku_of)
-            if wide.sku == decisions[i].sku:  # (the vote is the same: its first k agree)
-                out[i] = wide
-        return out
+            return retrieve_and_decide(self.index, self._sku_of, self.decider, v,
+                                       len(self._ids_of), timings)
 
     def lookup_product(self, sku: str | None) -> Product | None:
         """:meth:`product`, falling back to the catalogue for products added since start-up
@@ -546,15 +468,6 @@ class Engine:
                 with self._lock:
                     p = self._products.setdefault(sku, p)
         return p
-
-    def _item(self, box, d: Decision) -> TrayItem:
-        def name(sku):
-            p = self._products.get(sku)
-            return p.name if p else sku
-
-        cands = tuple(CandidateInfo(c.sku, name(c.sku), c.score) for c in d.candidates)
-        return TrayItem(tuple(int(v) for v in box), d.sku, name(d.sku) if d.sku else None,
-                        d.score, d.unknown, cands, d.words, d.by_text)
 
     def receipt_for(self, skus: Sequence[str]) -> Receipt:
         return build_receipt(skus, self._products)

@@ -18,7 +18,8 @@ from kiosk.catalog import Catalog
 from kiosk.demo.catalog import random_tray
 from kiosk.detect import FILL_VALUE, item_crop
 from kiosk.embed import Embeddings
-from kiosk.engine import Engine, TrayResult, index_path_for
+from kiosk.engine import Engine, index_path_for
+from kiosk.pipeline import TrayResult
 from kiosk.images import load_image
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "demo"

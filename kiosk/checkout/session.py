@@ -1,9 +1,11 @@
 """A checkout in progress: from camera frames to a live, correctable basket.
 
 :class:`CheckoutSession` is what the recognition worker runs (no Qt here).  It recognises when the
-tray has settled, not on every frame; keeps each item's identity across frames (an item that did
-not move is not embedded again, one nudged a little keeps its identity: :mod:`kiosk.track`);
-resolves unknown items by barcode; applies the cashier's corrections; and turns the items into a
+tray has settled, not on every frame, through the kiosk's one recognition path
+(:class:`kiosk.pipeline.FramePipeline`: each item's identity kept across frames by
+:mod:`kiosk.track`, so an item that did not move is not embedded again and one nudged a little
+keeps its identity; fusion of uncertain items over frames; barcodes of unknown items; packs read
+while the tray stays still); it applies the cashier's corrections and turns the items into a
 receipt.  The GUI only displays :class:`SessionState` and calls the intent methods.
 
 **The receipt is a function of the current picture.**  The checkout has an explicit
@@ -52,9 +54,8 @@ import cv2
 import numpy as np
 
 from kiosk.basket import Receipt
-from kiosk.decide import Decision
-from kiosk.detect import item_crop
-from kiosk.track import match_in_place, match_moved, sig_diff, signature
+from kiosk.pipeline import FrameResult, FramePipeline, TrayItem, price_rivals
+from kiosk.track import Track, Tracker
 
 if TYPE_CHECKING:  # pragma: no cover
     from kiosk.checkout.calls import Call, CallBoard
@@ -108,40 +109,6 @@ class Attendant:
         return max(0.0, self.until - now)
 
 
-@dataclass(frozen=True)
-class ItemCandidate:
-    sku: str
-    name: str
-    price: int | None  # fen
-    score: float
-
-
-@dataclass(frozen=True)
-class TrackedItem:
-    """One item on the tray as the shopper and cashier see it."""
-
-    track_id: int  # stable while the item stays on the tray
-    box: tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels
-    sku: str | None  # None = unknown (needs the cashier)
-    name: str | None
-    price: int | None  # unit price in fen, None when unknown or unpriced
-    score: float
-    unknown: bool
-    candidates: tuple[ItemCandidate, ...] = ()
-    source: str = "recognized"  # "recognized" | "barcode" | "cashier"
-    qty: int = 1
-    words: tuple[str, ...] = ()  # pack text read on it (kiosk.text), when it was read
-    # recognised, but a product of another price is too close: not charged, the cashier decides
-    unsure: bool = False
-    # charged although a look-alike is close, because every close product has this price
-    same_price: bool = False
-    # the close products (sku) behind ``unsure`` / ``same_price``, best first
-    rivals: tuple[str, ...] = ()
-
-    @property
-    def needs_cashier(self) -> bool:
-        return self.unknown or self.unsure or self.price is None
-
 
 @dataclass(frozen=True)
 class SessionState:
@@ -149,7 +116,7 @@ class SessionState:
 
     frame_index: int
     settled: bool  # False while things move on the tray (the view keeps the last items)
-    items: tuple[TrackedItem, ...]
+    items: tuple[TrayItem, ...]
     receipt: Receipt
     needs_cashier: bool  # some item is unknown, unsure or unpriced
     timings_ms: dict = field(default_factory=dict)
@@ -174,7 +141,6 @@ log = logging.getLogger(__name__)
 
 _MOTION_SIZE = (160, 90)  # the motion check looks at the frame this small (grey)
 _PIXEL_DELTA = 10.0  # a downscaled grey pixel "changed" when it moves by more than this
-_MAX_VIEWS = 8  # embeddings kept per track for multi-frame fusion
 
 
 def _small_grey(image: np.ndarray) -> np.ndarray:
@@ -191,87 +157,13 @@ def _changed_fraction(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return float(np.mean(np.abs(a - b) > _PIXEL_DELTA))
 
 
-def _certainty(d: Decision) -> tuple:
-    # a decision the pack's words settled beats a picture-only one, whose best similarity
-    # may be higher exactly because the two products look alike
-    return (not d.unknown, d.by_text or d.text_settled, d.score)
-
-
-def _margin(d: Decision) -> float:
-    c = d.candidates
-    if len(c) < 2:
-        return float("inf") if c else 0.0
-    return c[0].score - c[1].score
-
-
-def price_rivals(d: Decision, p: "Product | None", engine: "Engine", accept_same_price: bool
-                 ) -> tuple[bool, bool, tuple[str, ...], bool]:
-    """The "ask instead of guessing" rule for a recognised item decided ``d`` (its product
-    ``p``): (unsure, same_price, rivals, rivals_same_price).  An unsure decision (another
-    product within the decider's ``unsure_margin``, not settled by the pack's words) is sent to
-    the cashier, unless every close product has the same price and ``accept_same_price``: then
-    it is charged and marked ``same_price``.  The checkout session and ``kiosk eval-stream``
-    both decide through this."""
-    if d.unknown or not d.unsure or d.text_settled or p is None:
-        return False, False, (), False
-    margin = engine.decider.unsure_margin
-    rivals = tuple(c.sku for c in d.candidates
-                   if c.sku != d.sku and c.score >= d.score - margin)
-    if not rivals:
-        return False, False, (), False
-    prices = {p.price}
-    for sku in rivals:
-        rp = engine.lookup_product(sku)
-        prices.add(rp.price if rp is not None and rp.active else None)
-    same = len(prices) == 1 and p.price is not None
-    if accept_same_price and same:
-        return False, True, rivals, True
-    return True, False, rivals, same
-
-
-class _Track:
-    """One item on the tray, as the session keeps it (internal, mutable)."""
-
-    def __init__(self, track_id: int, box, sig, mask) -> None:
-        self.id = track_id
-        self.box: tuple[int, int, int, int] = tuple(int(v) for v in box)  # type: ignore
-        self.sig = sig
-        self.mask = mask
-        self.decision: Decision = Decision(None, 0.0, True, ())
-        self.vectors: list[np.ndarray] = []  # embeddings of the views seen (fusion, tracking)
-        self.view_sigs: list[np.ndarray] = []  # thumbnails of the embedded views
-        self.words: tuple[str, ...] = ()  # the pack text last read on it
-        self.text_crop: np.ndarray | None = None  # a view whose pack is still to be read
-        self.fused = False  # the decision came from averaged views
-        self.barcode_sku: str | None = None
-        self.barcode_sig: np.ndarray | None = None  # thumbnail at the last code attempt
-        self.override: str | None = None  # set by the cashier
-        self.override_by: str | None = None  # the cashier's id ("shopper" for a shopper choice)
-        self.removed = False  # the cashier said: ignore this item
-        self.badge: str | None = None  # a cashier badge shown on the tray (the cashier's id)
-        self.qty = 1
-        self.paid = False  # part of a finished sale, still on the tray
-        self.crop: np.ndarray | None = None  # the item's latest upright cut-out (to learn from)
-
-    @property
-    def sku(self) -> str | None:
-        return self.override or self.barcode_sku or self.decision.sku
-
-    @property
-    def source(self) -> str:
-        if self.override:
-            return "shopper" if self.override_by == "shopper" else "cashier"
-        if self.barcode_sku:
-            return "barcode"
-        return "recognized"
-
-    @property
-    def live(self) -> bool:
-        return not (self.removed or self.paid or self.badge)
-
-
 class CheckoutSession:
     """A live checkout on top of an :class:`~kiosk.engine.Engine`.
+
+    Each settled picture goes through the kiosk's one recognition path
+    (:class:`kiosk.pipeline.FramePipeline` on this session's :class:`kiosk.track.Tracker`), the
+    same as a single picture's (:meth:`kiosk.engine.Engine.recognize`); the session keeps the
+    phases, the authority, what is payable, the corrections, the calls and the basket.
 
     ``settle_ms``: how long the tray must be still (by ``Frame.t``) before recognising.
     ``motion_threshold``: fraction of the (downscaled, grey) frame that must change between
@@ -329,11 +221,14 @@ class CheckoutSession:
         self.badge_lookup = badge_lookup
         self.on_answer = on_answer
         self.clock = clock
+        self.tracker = Tracker(iou_keep=self.iou_keep, content_threshold=self.content_threshold,
+                               move_cosine=self.move_cosine)
+        self.pipeline = FramePipeline(engine, self.tracker, fuse_margin=self.fuse_margin,
+                                      barcode=self.barcode, badge_lookup=badge_lookup,
+                                      accept_same_price=self.accept_same_price)
         self._lock = threading.RLock()  # guards the tracks, corrections and state
         self._process_lock = threading.Lock()  # one process() at a time
-        self._ids = itertools.count(1)
         self._gen = 0  # bumped by reset(): a recognition started before is discarded
-        self._tracks: dict[int, _Track] = {}
         self._corrections: list[int] = []
         self._prev_small: np.ndarray | None = None
         self._ref_small: np.ndarray | None = None  # the last recognised scene
@@ -353,6 +248,15 @@ class CheckoutSession:
 
     # ------------------------------------------------------------------ state
     @property
+    def _tracks(self) -> dict[int, Track]:
+        """The items on the tray (the tracker's tracks of the last recognised picture)."""
+        return self.tracker.tracks
+
+    @_tracks.setter
+    def _tracks(self, tracks: dict[int, Track]) -> None:
+        self.tracker.tracks = tracks
+
+    @property
     def state(self) -> SessionState:
         """The latest :class:`SessionState`."""
         with self._lock:
@@ -363,30 +267,13 @@ class CheckoutSession:
         with self._lock:
             return self._phase
 
-    def _rivals(self, t: _Track, p: "Product | None"
+    def _rivals(self, t: Track, p: "Product | None"
                 ) -> tuple[bool, bool, tuple[str, ...], bool]:
         """(unsure, same_price, rivals, rivals_same_price) of a recognised item."""
-        if t.source != "recognized":
-            return False, False, (), False
-        return price_rivals(t.decision, p, self.engine, self.accept_same_price)
+        return self.pipeline.rivals(t, p)
 
-    def _item(self, t: _Track) -> TrackedItem:
-        sku = t.sku
-        p = self.engine.lookup_product(sku)
-        cands = []
-        for c in t.decision.candidates:
-            cp = self.engine.lookup_product(c.sku)
-            cands.append(ItemCandidate(c.sku, cp.name if cp else c.sku,
-                                       cp.price if cp else None, float(c.score)))
-        score = 1.0 if t.source == "barcode" else float(t.decision.score)
-        unsure, same_price, rivals, _same = self._rivals(t, p)
-        return TrackedItem(
-            track_id=t.id, box=t.box, sku=sku,
-            name=(p.name if p else sku) if sku else None,
-            price=p.price if p else None, score=score, unknown=sku is None,
-            candidates=tuple(cands), source=t.source, qty=t.qty,
-            words=t.decision.words or t.words, unsure=unsure, same_price=same_price,
-            rivals=rivals)
+    def _item(self, t: Track) -> TrayItem:
+        return self.pipeline.item(t)
 
     def _attendant_now(self) -> Attendant | None:
         a = self._attendant
@@ -410,12 +297,8 @@ class CheckoutSession:
 
     def _make_state(self, frame_index: int, settled: bool, timings: dict, n_embedded: int
                     ) -> SessionState:
-        live = [t for t in self._tracks.values() if t.live]
-        # reading order: bands of 120 px from the top, left to right within a band
-        items = sorted((self._item(t) for t in live),
-                       key=lambda i: ((i.box[1] + i.box[3]) // 2 // 120, i.box[0], i.track_id))
-        receipt = self.engine.receipt_for([(i.sku, i.qty) for i in items
-                                           if not i.unknown and not i.unsure])
+        items = self.pipeline.items(self._tracks.values())  # (in reading order)
+        receipt = self.pipeline.receipt(items)
         needs = any(i.needs_cashier for i in items)
         blocked = self._pay_block(items, receipt, needs)
         calls = self._auto_calls(items) if self.calls is not None else ()
@@ -561,9 +444,7 @@ class CheckoutSession:
                         self._set_phase(SETTLED)
                         return self._make_state(frame.index, True, self._state.timings_ms, 0)
                     # still the recognised scene: read one pack still to be read, if any
-                    pending = next((t for t in self._tracks.values()
-                                    if t.text_crop is not None and t.override is None
-                                    and t.barcode_sku is None and t.live), None)
+                    pending = self.pipeline.pending_pack(self._tracks.values())
                     if pending is None:
                         return None
                     gen = self._gen
@@ -585,191 +466,33 @@ class CheckoutSession:
                 self._set_phase(SETTLED)
                 return self._apply(frame.index, result)
 
-    def _recognise(self, image: np.ndarray, tracks: list[_Track]) -> dict[str, Any]:
-        """Detect, match to ``tracks``, embed what is new or changed (one batch), match what
-        moved a little, decide, fuse uncertain re-seen items, try barcodes and badges on
-        unknown ones.  Touches no shared state except the per-track recognition fields, which
-        only this thread writes."""
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        dets = self.engine.detector.detect(image)
-        t1 = time.perf_counter()
-        masks = dets.masks if dets.masks is not None else [None] * len(dets)
-        boxes = [tuple(int(v) for v in b) for b in dets.boxes]
-        sigs = [signature(image, b, m) for b, m in zip(boxes, masks)]
-        match: dict[int, _Track] = match_in_place(tracks, boxes, sigs, iou_keep=self.iou_keep,
-                                                  content_threshold=self.content_threshold)
-        t2 = time.perf_counter()
+    def _recognise(self, image: np.ndarray, tracks: list[Track]) -> FrameResult:
+        """The picture through the frame pipeline, matched to ``tracks`` (run outside the
+        state lock; touches only the per-track recognition fields, which only this thread
+        writes)."""
+        return self.pipeline.run(image, tracks)
 
-        crops: dict[int, np.ndarray] = {}
-
-        def crop(j: int) -> np.ndarray:
-            if j not in crops:
-                crops[j] = item_crop(image, boxes[j], masks[j])
-            return crops[j]
-
-        todo: list[int] = []  # detections to embed: new ones and uncertain re-seen ones
-        for j in range(len(boxes)):
-            t = match.get(j)
-            if t is None:
-                todo.append(j)
-            elif (t.override is None and t.barcode_sku is None and t.live
-                  and (t.decision.unknown or _margin(t.decision) < self.fuse_margin)
-                  and min((sig_diff(sigs[j], s) for s in t.view_sigs), default=1e9) > 3.0):
-                todo.append(j)  # a new view of an uncertain item: worth embedding
-        # packs are read after the receipt is shown (process() reads one per frame while the
-        # tray stays still): the shopper sees the pictures' answer at once
-        vectors, decisions = self.engine.embed_and_decide([crop(j) for j in todo], timings,
-                                                          read_text=False)
-        t3 = time.perf_counter()
-
-        # what is left on both sides may be an item nudged or turned a little
-        used = {t.id for t in match.values()}
-        left = [t for t in tracks if t.id not in used]
-        unmatched = {j: v for j, v in zip(todo, vectors) if j not in match}
-        moved = match_moved(left, boxes, unmatched, min_cosine=self.move_cosine) \
-            if left and unmatched else {}
-        match.update(moved)
-
-        new: dict[int, _Track] = {}
-        fuse: list[_Track] = []
-        for j, v, d in zip(todo, vectors, decisions):
-            t = match.get(j)
-            if t is None:
-                t = _Track(next(self._ids), boxes[j], sigs[j], masks[j])
-                new[j] = t
-                t.decision = d
-            else:
-                fuse.append(t)
-                if _certainty(d) > _certainty(t.decision):
-                    t.decision, t.fused = d, False
-            if not t.words and self.engine.wants_text(t.decision):
-                t.text_crop = crop(j)
-            t.crop = crop(j)
-            t.vectors = (t.vectors + [np.asarray(v, np.float32)])[-_MAX_VIEWS:]
-            t.view_sigs = (t.view_sigs + [sigs[j]])[-_MAX_VIEWS:]
-        if fuse:
-            fused = np.stack([np.mean(t.vectors, axis=0) for t in fuse])
-            decided = self.engine.refine_with_words(self.engine.decide_vectors(fused),
-                                                    [t.words for t in fuse])
-            for t, d in zip(fuse, decided):
-                if _certainty(d) > _certainty(t.decision):
-                    t.decision, t.fused = d, True
-        t4 = time.perf_counter()
-
-        # barcode fallback (and cashier badges) for items recognition cannot name
-        badges: list[tuple[_Track, Any]] = []
-        if self.barcode:
-            from kiosk.barcode import read_barcodes
-
-            for j in range(len(boxes)):
-                t = match.get(j) or new[j]
-                if (t.decision.sku is not None or t.override or t.barcode_sku or t.removed
-                        or t.paid or t.badge or sig_diff(sigs[j], t.barcode_sig) <= 3.0):
-                    continue
-                t.barcode_sig = sigs[j]
-                codes = self._codes(image, boxes[j], crop(j), read_barcodes)
-                cashier = self._badge(codes)
-                if cashier is not None:
-                    t.badge = str(cashier.id)
-                    badges.append((t, cashier))
-                    continue
-                sku = self._sku_for_codes(codes)
-                if sku:
-                    t.barcode_sku = sku
-        t5 = time.perf_counter()
-        timings.setdefault("embed", 0.0)
-        timings.setdefault("search", 0.0)
-        timings.setdefault("decide", 0.0)
-        timings.update(detect=(t1 - t0) * 1e3, match=(t2 - t1) * 1e3,
-                       barcode=(t5 - t4) * 1e3, total=(t5 - t0) * 1e3)
-        if fuse:
-            timings["decide"] += (t4 - t3) * 1e3
-        return {"boxes": boxes, "sigs": sigs, "masks": masks, "match": match, "new": new,
-                "timings": timings, "n_embedded": len(todo), "badges": badges}
-
-    def _read_pack(self, t: _Track, gen: int, frame_index: int) -> SessionState | None:
+    def _read_pack(self, t: Track, gen: int, frame_index: int) -> SessionState | None:
         """Read the pack of a recognised item whose close candidates have enrolled words and
         let the words re-rank them; a new state when that changed the item or its words."""
-        crop, t.text_crop = t.text_crop, None
         t0 = time.perf_counter()
-        d = self.engine.read_and_refine(crop, t.decision)
+        d = self.pipeline.read_pack(t)
         ms = (time.perf_counter() - t0) * 1e3
         with self._lock:
             if gen != self._gen or self._tracks.get(t.id) is not t:
                 return None
-            changed = (d.sku != t.decision.sku or (d.words and d.words != t.words)
-                       or d.text_settled != t.decision.text_settled)
-            t.decision = d
-            if d.words:
-                t.words = d.words
-            if not changed:
+            if not self.pipeline.take_pack(t, d):
                 return None
             return self._make_state(frame_index, True, {**self._state.timings_ms, "text": ms},
                                     0)
 
-    @staticmethod
-    def _codes(image, box, crop, read_barcodes) -> list[str]:
-        """Codes printed on an item: QR codes (cashier badges) and EAN/UPC barcodes."""
-        x1, y1, x2, y2 = box
-        plain = image[y1:y2, x1:x2]
-        if plain.size and max(plain.shape[:2]) < 400:
-            f = 400.0 / max(plain.shape[:2])
-            plain = cv2.resize(plain, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
-        codes: list[str] = []
-        if plain.size:
-            try:
-                text, _pts, _ = cv2.QRCodeDetector().detectAndDecode(plain)
-            except cv2.error:  # pragma: no cover - odd sizes
-                text = ""
-            if text:
-                codes.append(text)
-        for img in (crop, plain):
-            for code in read_barcodes(img):
-                if code not in codes:
-                    codes.append(code)
-        return codes
-
-    def _badge(self, codes: list[str]):
-        if self.badge_lookup is None:
-            return None
-        for code in codes:
-            try:
-                cashier = self.badge_lookup(code)
-            except Exception:  # noqa: BLE001 - a broken lookup is no badge
-                log.exception("badge lookup")
-                cashier = None
-            if cashier is not None:
-                return cashier
-        return None
-
-    def _sku_for_codes(self, codes: list[str]) -> str | None:
-        for code in codes:
-            try:
-                p = self.engine.catalog.find_by_barcode(code)
-            except ValueError:  # not a product barcode (e.g. an unknown QR code)
-                continue
-            if p is not None and p.active:
-                self.engine.lookup_product(p.sku)  # make it known to the receipt
-                return p.sku
-        return None
-
-    def _apply(self, frame_index: int, r: dict[str, Any]) -> SessionState:
-        tracks: dict[int, _Track] = {}
-        for j, box in enumerate(r["boxes"]):
-            t = r["match"].get(j)
-            if t is not None:
-                t.box, t.sig, t.mask = box, r["sigs"][j], r["masks"][j]
-            else:
-                t = r["new"][j]
-            tracks[t.id] = t
-        gone = set(self._tracks) - set(tracks)
+    def _apply(self, frame_index: int, r: FrameResult) -> SessionState:
+        gone = self.tracker.commit(r.obs)
         if gone:
             log.debug("items taken off the tray: %s", sorted(gone))
-        self._tracks = tracks
-        for _t, cashier in r.get("badges", ()):
+        for _t, cashier in r.badges:
             self._open_attendant(str(cashier.id), str(cashier.name), "badge")
-        return self._make_state(frame_index, True, r["timings"], r["n_embedded"])
+        return self._make_state(frame_index, True, r.timings, r.n_embedded)
 
     # -------------------------------------------------------------- attendant
     def _open_attendant(self, cashier_id: str, name: str, how: str) -> None:
@@ -841,7 +564,7 @@ class CheckoutSession:
             return self._restate()
 
     # ---------------------------------------------------------------- intents
-    def _track(self, track_id: int) -> _Track:
+    def _track(self, track_id: int) -> Track:
         t = self._tracks.get(track_id)
         if t is None or not t.live:
             raise ItemGone(track_id)
@@ -865,7 +588,7 @@ class CheckoutSession:
             self._answered(t, p.sku, who, "cashier")
             return self._restate()
 
-    def _answered(self, t: _Track, sku: str, cashier: str | None, source: str) -> None:
+    def _answered(self, t: Track, sku: str, cashier: str | None, source: str) -> None:
         """Hand an answer (the item's cut-out from this kiosk's camera and the product it
         really is) to ``on_answer(crop, sku, cashier=..., source=..., decision=...)``, e.g. to
         learn it as a gallery view (:class:`kiosk.checkout.learn.Learner`); ``source``: ``cashier``,
@@ -991,7 +714,7 @@ class CheckoutSession:
 
     def _forget(self, why: str) -> None:
         self._gen += 1
-        self._tracks = {}
+        self.tracker.clear()
         self._corrections = []
         self._ref_small = None
         self._still_since = None

@@ -29,7 +29,7 @@ DEFAULT_FLOORS = (None, 0.1, 0.05, 0.0)
 
 
 def _outcomes(engine, decisions, labels, margin: float) -> list[str]:
-    from kiosk.checkout.session import price_rivals
+    from kiosk.pipeline import price_rivals
 
     out = []
     old = engine.decider.unsure_margin

@@ -2,7 +2,9 @@
 
 Each query image is embedded whole, as one item.  Ranking metrics (recall@k, mAP) use the
 exact similarity to every gallery image; the operating-point metrics (accuracy and the two
-reject rates) go through the same HNSW index and decision rule as the kiosk.
+reject rates) go through the same HNSW index and the same retrieve-and-decide stage as every
+item at the kiosk (:func:`kiosk.pipeline.retrieve_and_decide`, and with pack text
+:func:`kiosk.pipeline.refine_with_words`).
 """
 from __future__ import annotations
 
@@ -80,6 +82,8 @@ def evaluate_embeddings(g: Embeddings, g_labels: Sequence[str], q: Embeddings,
     """``text``: optional (profiles, read) where ``profiles`` is a :class:`kiosk.text.
     TextProfiles` of the gallery's products and ``read(i)`` the words read on query ``i``
     (called only for queries whose close candidates include a product with text)."""
+    from kiosk.pipeline import refine_with_words, retrieve_and_decide
+
     g_labels = np.asarray(g_labels, dtype=object)
     q_labels = np.asarray(q_labels, dtype=object)
     sims = q.vectors @ g.vectors.T
@@ -89,7 +93,8 @@ def evaluate_embeddings(g: Embeddings, g_labels: Sequence[str], q: Embeddings,
     ids = np.arange(len(g_labels), dtype=np.int64)
     index.add(ids, g.vectors)
     sku_of = dict(zip(ids.tolist(), g_labels.tolist()))
-    decisions = decider.decide(index.search(q.vectors, k=decider.k), sku_of)
+    decisions = retrieve_and_decide(index, sku_of, decider, q.vectors,
+                                    len(set(g_labels.tolist())))
     known = np.isin(q_labels, np.unique(g_labels))
     text_extra = {}
     if text is not None:
@@ -102,8 +107,7 @@ def evaluate_embeddings(g: Embeddings, g_labels: Sequence[str], q: Embeddings,
             if any(profiles.has(c.sku) for c in close):
                 words = read(i)
                 n_read += 1
-                decisions[i] = decider.refine_with_text(
-                    d, {c.sku: profiles.score(words, c.sku) for c in close}, words)
+                decisions[i] = refine_with_words(decider, profiles, d, words)
         text_extra = {
             "text_read_rate": n_read / len(decisions) if decisions else 0.0,
             "accuracy_without_text": float((plain[known] == q_labels[known]).mean())

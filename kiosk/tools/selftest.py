@@ -5,8 +5,9 @@ Headless (Qt runs offscreen).  It checks, in order:
 * the runtime (Python, Paddle, faiss, threads) and that the data folder is writable;
 * the recognition model loads and gives unit-length embeddings;
 * the built-in demo catalogue, built from scratch in a temporary folder, recognises every
-  demo tray with the right products and total (the same path as a staff enrolment and a
-  checkout: enrol → vector index → segment → embed → search → decide → receipt);
+  demo tray with the right products and total (enrolled as staff enrol, each tray through the
+  checkout's own frame pipeline, :mod:`kiosk.pipeline`: segment → track → embed → search →
+  decide → barcodes, pack text → receipt);
 * the store's catalogue, when there is one: migrated to this version's schema, SQLite
   ``integrity_check`` and ``foreign_key_check``, gallery image files present, and the vector
   index agreeing with the catalogue (rebuilt from stored embeddings when it does not);

@@ -3,7 +3,8 @@
 The demo camera plays random baskets sped up: it makes the next frame as soon as the pipeline
 took the last one (``realtime`` off; the scene waits while recognition runs), so a minute of
 soak is many minutes of shop.  Frames go through the real :class:`~kiosk.camera.CaptureThread`
-and the real :class:`~kiosk.checkout.session.CheckoutSession` on a temporary copy of the demo catalogue:
+and the real :class:`~kiosk.checkout.session.CheckoutSession` (its pictures through the kiosk's one
+recognition path, :mod:`kiosk.pipeline`) on a temporary copy of the demo catalogue:
 settling, recognition, basket updates; and, when the demo hand reaches over the tray at the end
 of each basket, the cashier's part (unknown items get their best candidate or are removed, which
 logs corrections) and ``finish()``, which stores the sale.  The session's clock is the scene's
@@ -229,6 +230,7 @@ def run_soak(minutes: float, *, embedder=None, db: str | Path | None = None, see
         finally:
             capture.stop()
             tables = engine.catalog.table_counts()
+            pipeline_frames = engine.frames_recognised
             parts.close()
     elapsed = samples[-1]["t"]
     metrics = summarize(samples, warmup_s, limit_pct)
@@ -253,6 +255,7 @@ def run_soak(minutes: float, *, embedder=None, db: str | Path | None = None, see
         "verdict": "PASS" if ok else "FAIL",
         "trace": [[s["t"], s["rss_mb"], s["threads"], s["fds"]] for s in samples],
     }
+    report["pipeline_frames"] = pipeline_frames  # pictures through kiosk.pipeline
     report["transactions_stored"] = tables.get("transactions")
     report["corrections_stored"] = tables.get("corrections")
     return report

@@ -4,7 +4,8 @@ A fresh catalogue is built from a gallery list in a temporary folder (each label
 each given its own price, so look-alikes never share one); then every query image is presented
 once, in an order shuffled by the seed, as one item through the checkout's decision: the
 engine's decision (and with ``text`` the pack read as the kiosk reads it), then the session's
-"ask instead of guessing" rule (:func:`kiosk.checkout.session.price_rivals`).  Each item ends as
+"ask instead of guessing" rule (:func:`kiosk.pipeline.price_rivals`): the per-item stages of the
+kiosk's one recognition path (:mod:`kiosk.pipeline`).  Each item ends as
 
 * ``ok``: accepted as its right product;
 * ``silent``: accepted as a wrong product (a wrong charge nobody is told about);
@@ -42,7 +43,7 @@ OUTCOMES = ("ok", "silent", "cashier")
 def item_outcome(engine, d, label: str, accept_same_price: bool = True) -> tuple[str, str | None]:
     """(outcome, charged sku or None) of an item decided ``d`` whose true product is
     ``label``, by the checkout session's rule."""
-    from kiosk.checkout.session import price_rivals
+    from kiosk.pipeline import price_rivals
 
     if d.unknown or d.sku is None:
         return "cashier", None

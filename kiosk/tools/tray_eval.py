@@ -9,7 +9,10 @@ builds synthetic trays from labelled photos and scores the full pipeline on them
   and placed on the built-in empty tray (:func:`kiosk.demo.scenes.empty_tray`), without overlaps; a
   share of the items is pushed edge to edge against a neighbour.
 * :func:`evaluate_trays`: ``engine.recognize`` on every tray (detector calibrated on the tray's
-  own background) -> :class:`TrayReport`.
+  own background) -> :class:`TrayReport`.  That is the checkout's own frame pipeline
+  (:mod:`kiosk.pipeline`: tracking, barcodes, pack text, the "ask instead of guessing" rule),
+  so the figures are the till's: ``till_accuracy`` counts the trays whose receipt, as the till
+  charges it with nobody's help, holds exactly the true products.
 * :func:`build_eval_catalog` / :func:`run_tray_eval`: a temporary catalogue from a gallery list
   (plain photos, imported whole) and the whole evaluation, as ``kiosk eval-trays`` runs it.
 """
@@ -286,6 +289,10 @@ class TrayReport:
     n_detections: int = 0
     model_id: str = ""
     iou: float = 0.5
+    # detections recognised but sent to the cashier: a look-alike of another price is too close
+    unsure_rate: float = 0.0
+    # trays whose receipt (unknown and unsure items left to the cashier) is exactly the truth
+    till_accuracy: float = 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -327,7 +334,7 @@ def evaluate_trays(engine, trays: Sequence[GeneratedTray], *, iou: float = 0.5,
 
     detectors: dict[int, object] = {}
     own = engine.detector
-    n_items = n_dets = n_unknown = n_found = n_right = n_checkout = 0
+    n_items = n_dets = n_unknown = n_found = n_right = n_checkout = n_unsure = n_till = 0
     count_err = 0
     try:
         for t, tray in enumerate(trays):
@@ -348,6 +355,12 @@ def evaluate_trays(engine, trays: Sequence[GeneratedTray], *, iou: float = 0.5,
             n_right += sum(got[di][1] == labels[ti] for ti, di in matched.items())
             count_err += abs(len(got) - len(labels))
             n_checkout += Counter(sku for _, sku in got) == Counter(labels)
+            n_unsure += sum(item.unsure for item in result.items)
+            charged: Counter = Counter()
+            for line in result.receipt.lines:
+                charged[line.sku] += line.qty
+            n_till += (charged == Counter(labels)
+                       and all(item.charged for item in result.items))
     finally:
         engine.detector = own
     if progress is not None:
@@ -362,6 +375,8 @@ def evaluate_trays(engine, trays: Sequence[GeneratedTray], *, iou: float = 0.5,
         detection_recall=n_found / n_items if n_items else 0.0,
         unknown_rate=n_unknown / n_dets if n_dets else 0.0,
         n_detections=n_dets,
+        unsure_rate=n_unsure / n_dets if n_dets else 0.0,
+        till_accuracy=n_till / n if n else 0.0,
         model_id=str(engine.embedder.model_id),
         iou=float(iou),
     )

@@ -15,7 +15,8 @@ from kiosk.camera import Frame
 from kiosk.decide import Decider
 from kiosk.engine import Engine
 from kiosk.checkout.learn import Learner, LearnPolicy
-from kiosk.checkout.session import SETTLED, price_rivals
+from kiosk.checkout.session import SETTLED
+from kiosk.pipeline import price_rivals
 from kiosk.settings import Settings, with_changes
 from kiosk.tools.stream_eval import item_outcome, run_stream
 

@@ -18,6 +18,8 @@ def test_short_soak_reports_growth_and_counts(tmp_path, copy_demo_db, embedder):
         assert set(r[key]) == {"start", "end", "max", "growth_pct", "pass"}
         assert r[key]["start"] > 0 and r[key]["max"] >= r[key]["end"]
     assert r["frames_processed"] > 0 and r["recognitions"] > 0
+    # every recognition was one picture through the kiosk's one path (kiosk.pipeline)
+    assert r["pipeline_frames"] == r["recognitions"]
     assert r["transactions"] > 0 and r["transactions_stored"] == r["transactions"]
     assert r["samples"] >= 10 and r["verdict"] in ("PASS", "FAIL")
     assert r["camera_statuses"][0] == "live"

@@ -120,9 +120,12 @@ def test_demo_trays_report(demo_engine, demo_generated):
     assert REPORT_KEYS <= set(d)
     assert d["n_trays"] == 8
     assert d["n_items"] == sum(len(t.items) for t in demo_generated)
-    for key in ("checkout_accuracy", "item_accuracy", "detection_recall", "unknown_rate"):
+    for key in ("checkout_accuracy", "item_accuracy", "detection_recall", "unknown_rate",
+                "unsure_rate", "till_accuracy"):
         assert 0.0 <= d[key] <= 1.0, key
     assert d["item_accuracy"] <= d["detection_recall"]
+    # the till charges nothing unsure: a tray right at the till is right as recognised
+    assert d["till_accuracy"] <= d["checkout_accuracy"]
     assert d["mean_count_error"] >= 0.0
     # measured: detection_recall 1.0, count error 0.0 with either model; item / checkout
     # 0.742 / 0.25 (2 of 8) with effnet-lite0-imagenet@2e5d4fad7a60, 0.903 / 0.625 with
@@ -143,6 +146,7 @@ def test_checkout_counts_unknown_as_wrong(demo_engine, demo_generated):
         demo_engine.decider.threshold = old
     assert report.unknown_rate == 1.0
     assert report.item_accuracy == 0.0 and report.checkout_accuracy == 0.0
+    assert report.till_accuracy == 0.0 and report.unsure_rate == 0.0
 
 
 def test_dev_data_trays_floor(dev_data, embedder):
