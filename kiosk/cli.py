@@ -491,7 +491,8 @@ def cmd_train(args) -> int:
 
     cfg = TrainConfig(inputs=tuple(args.inputs.split(",")), dim=args.dim, margin=args.margin,
                       epochs=args.epochs, views=args.views, seed=args.seed, blend=args.blend,
-                      backbone=args.backbone, plain=tuple(args.plain.split(",")))
+                      backbone=args.backbone, plain=tuple(args.plain.split(",")),
+                      tune_blocks=args.tune_blocks, tune_lr=args.tune_lr, batch=args.batch)
     if args.from_catalog:
         return _train_from_catalog(args, cfg)
     if not args.train:
@@ -983,10 +984,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--margin", type=float, default=0.3)
     s.add_argument("--epochs", type=int, default=30)
     s.add_argument("--views", type=int, default=8, help="augmented views per image")
+    s.add_argument("--batch", type=int, default=128, help="training batch (views)")
     s.add_argument("--backbone", default="lite0", choices=["lite0", "mnv2", "lite0+mnv2"],
                    help="frozen ImageNet trunk(s): EfficientNet-Lite0, MobileNetV2 (mgap), or both")
     s.add_argument("--plain", default="gap",
                    help="plain descriptors kept beside the neck output with --blend (e.g. gap,mgap)")
+    s.add_argument("--tune-blocks", type=int, default=0, metavar="N",
+                   help="also fine-tune Lite0's last N blocks and head conv on their cached "
+                        "input activations (0: the neck alone)")
+    s.add_argument("--tune-lr", type=float, default=1e-4,
+                   help="learning rate of the fine-tuned blocks (the neck keeps its own)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_train)

@@ -210,6 +210,10 @@ class TrainConfig:
     seed: int = 0
     backbone: str = "lite0"
     plain: tuple[str, ...] = ("gap",)
+    # Partial fine-tuning: the last ``tune_blocks`` MBConv blocks of Lite0 (and its head conv)
+    # trained too, at ``tune_lr``, on their cached input activations (0: the neck alone).
+    tune_blocks: int = 0
+    tune_lr: float = 1e-4
 
 
 # ----------------------------------------------------------------------------------- export
@@ -223,14 +227,19 @@ MODEL_NAME = "kiosk-lite0-arc"
 EXPORT_VERSION = 2
 
 
-def export_model(neck: Neck, out_dir: Path, *, threshold: float, meta: dict) -> str:
-    """Save backbone + neck as a Paddle inference model folder; returns its model id."""
+def export_model(neck: Neck, out_dir: Path, *, threshold: float, meta: dict,
+                 trunk_state: dict | None = None) -> str:
+    """Save backbone + neck as a Paddle inference model folder; returns its model id.
+    ``trunk_state``: fine-tuned weights of some of the trunk's layers (keyed as the trunk's
+    state dict), put in before exporting; the model id then says ``-tune``."""
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} already exists")
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
     try:
         trunk = build_trunk(meta.get("backbone", "lite0") if isinstance(meta, dict) else "lite0")
+        if trunk_state:
+            _load_trunk_state(trunk, trunk_state)
         net = Exported(trunk, neck)
         net.eval()
         spec = [paddle.static.InputSpec([None, 3, INPUT_SIZE, INPUT_SIZE], "float32", "x")]
@@ -238,6 +247,8 @@ def export_model(neck: Neck, out_dir: Path, *, threshold: float, meta: dict) -> 
             paddle.jit.save(net, str(tmp / "inference"), input_spec=spec)
         _check_export(net, tmp)
         model_id = f"{MODEL_NAME}{neck.out_dim}@{params_digest(tmp)}-x{EXPORT_VERSION}"
+        if trunk_state:
+            model_id += "-tune"
         cfg = {
             "Global": {"model_name": MODEL_NAME, "model_id": model_id,
                        "embedding_size": neck.out_dim},
@@ -271,9 +282,28 @@ def _check_export(net: nn.Layer, folder: Path, tol: float = 1e-3) -> None:
                            "under Paddle Inference + oneDNN; not exporting it")
 
 
-def save_neck(neck: Neck, path: Path, cfg: TrainConfig, threshold: float) -> None:
-    """The trained part alone (small, committed): weights + config as one .npz."""
+def _load_trunk_state(trunk, state: dict) -> None:
+    """Put fine-tuned weights (a part of ``trunk``'s state dict) into ``trunk``."""
+    own = trunk.state_dict()
+    missing = sorted(set(state) - set(own))
+    if missing:
+        raise KeyError(f"not in the trunk: {', '.join(missing[:3])}")
+    for k, v in state.items():
+        if tuple(own[k].shape) != tuple(np.shape(v)):
+            raise ValueError(f"{k}: shape {np.shape(v)}, the trunk has {own[k].shape}")
+    own.update({k: paddle.to_tensor(np.asarray(v)) for k, v in state.items()})
+    trunk.set_state_dict(own)
+
+
+_TRUNK_PREFIX = "trunk:"
+
+
+def save_neck(neck: Neck, path: Path, cfg: TrainConfig, threshold: float,
+              trunk_state: dict | None = None) -> None:
+    """The trained part alone (small, committed): weights + config as one .npz (with
+    ``trunk_state``, the fine-tuned trunk layers too, under ``trunk:`` keys)."""
     arrays = {k: v.numpy() for k, v in neck.state_dict().items()}
+    arrays.update({_TRUNK_PREFIX + k: np.asarray(v) for k, v in (trunk_state or {}).items()})
     arrays["__config__"] = np.frombuffer(json.dumps(
         {"train": asdict(cfg), "threshold": threshold}).encode(), np.uint8)
     tmp = Path(str(path) + ".tmp.npz")
@@ -288,9 +318,16 @@ def load_neck(path: Path) -> tuple[Neck, TrainConfig, float]:
                          "plain": tuple(meta["train"].get("plain", ("gap",)))})
     with paddle.utils.unique_name.guard():
         neck = Neck(cfg.inputs, cfg.dim, cfg.blend, cfg.plain, BACKBONES[cfg.backbone])
-    neck.set_state_dict({k: paddle.to_tensor(data[k]) for k in data.files if k != "__config__"})
+    neck.set_state_dict({k: paddle.to_tensor(data[k]) for k in data.files
+                         if k != "__config__" and not k.startswith(_TRUNK_PREFIX)})
     neck.eval()
     return neck, cfg, float(meta["threshold"])
+
+
+def load_trunk_state(path: Path) -> dict[str, np.ndarray]:
+    """The fine-tuned trunk layers saved with a neck (empty for a neck trained alone)."""
+    data = np.load(path)
+    return {k[len(_TRUNK_PREFIX):]: data[k] for k in data.files if k.startswith(_TRUNK_PREFIX)}
 
 
 # ------------------------------------------------------------------------- the shipped model
@@ -315,7 +352,8 @@ def ensure_trained_model(neck_file: Path, models_root: Path | None = None) -> Pa
     try:
         export_model(neck, folder, threshold=threshold,
                      meta={"neck": neck_file.name, "config": asdict(cfg),
-                           "backbone": cfg.backbone})
+                           "backbone": cfg.backbone},
+                     trunk_state=load_trunk_state(neck_file) or None)
     except FileExistsError:  # another process built it meanwhile
         pass
     return folder

@@ -7,7 +7,8 @@ cashier answers (:mod:`kiosk.checkout.learn`, the lossless cut-outs).  This modu
    and training turns pictures itself), holding out the **most recent** views (learned ones
    first) as the test: the pictures the kiosk will meet next look like those it met last;
 2. trains the neck on them (plus any base training lists) with :func:`kiosk.tools.train.run_training`
-   at the current model's threshold;
+   at the current model's threshold (with ``--tune-blocks N`` also Lite0's last N blocks, on
+   their cached input activations: ``cfg.tune_blocks``);
 3. compares the new model with the current one on the held-out views (the rest of the
    catalogue as gallery): recall@1 and accuracy at the operating point;
 4. only when the new model is better: embeds every gallery picture with it (the catalogue then

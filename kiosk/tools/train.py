@@ -36,11 +36,11 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from kiosk.embed.effnet_lite import INPUT_SIZE, preprocess_config
+from kiosk.embed.effnet_lite import INPUT_SIZE, LITE0_STAGES, preprocess_config
 from kiosk.embed.paddle import Preprocess
 from kiosk.embed.model import (
-    BACKBONES, DESCRIPTORS, LITE0_DESCRIPTORS, Neck, TrainConfig, _slices, build_trunk, export_model,
-    save_neck,
+    _LOW_BLOCK, _MID_BLOCK, BACKBONES, DESCRIPTORS, GEM_P, LITE0_DESCRIPTORS, Neck, TrainConfig,
+    Trunk, _slices, build_trunk, export_model, save_neck,
 )
 from kiosk.runtime.paddle import import_paddle
 
@@ -145,8 +145,6 @@ class FeatureCache:
     def descriptors(self, paths: Sequence[Path], views: int = 1, seed: int = 0,
                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """(N, views, D) float32; view 0 is the plain image, the others :func:`augment`."""
-        from kiosk.images import load_image
-
         if self._subs is not None:  # each trunk's cache on its own, the same views, side by side
             return np.concatenate([c.descriptors(paths, views, seed, progress)
                                    for c in self._subs.values()], axis=2)
@@ -156,6 +154,21 @@ class FeatureCache:
             return np.load(f)
         total = sum(DESCRIPTORS[n] for n in BACKBONES[self.backbone])
         out = np.zeros((len(paths), views, total), np.float32)
+
+        def store(i, v, outputs):
+            out[i, v] = outputs[0]
+
+        self._run_views(paths, views, seed, store, progress)
+        _save_npy(f, out)
+        return out
+
+    def _run_views(self, paths: Sequence[Path], views: int, seed: int, store,
+                   progress: Callable[[int, int], None] | None = None) -> None:
+        """Run :attr:`trunk` on every image and view (view 0 plain, the others
+        :func:`augment`, drawn in a fixed order from ``seed``); ``store(i, v, outputs)`` gets
+        each row of the model's outputs."""
+        from kiosk.images import load_image
+
         rng = np.random.default_rng(seed)
         jobs = [(i, v) for i in range(len(paths)) for v in range(views)]
         images: dict[int, np.ndarray] = {}
@@ -169,15 +182,146 @@ class FeatureCache:
                 img = images[i] if v == 0 else augment(images[i], rng)
                 batch.append(self.pre.geometry(img))
             model = self.trunk
-            d = model.run({model.input_names[0]: self.pre.normalize(np.stack(batch))})[0]
-            for (i, v), row in zip(chunk, d):
-                out[i, v] = row
+            outs = model.run({model.input_names[0]: self.pre.normalize(np.stack(batch))})
+            for k, (i, v) in enumerate(chunk):
+                store(i, v, [o[k] for o in outs])
             if progress:
                 progress(min(start + self.batch, len(jobs)), len(jobs))
-        tmp = f.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        os.replace(tmp, f)
-        return out
+
+
+def _save_npy(f: Path, arr: np.ndarray) -> None:
+    tmp = f.with_suffix(".tmp.npy")
+    np.save(tmp, arr)
+    os.replace(tmp, f)
+
+
+# ------------------------------------------------- partial fine-tuning of the trunk's last blocks
+N_BLOCKS = sum(stage[-1] for stage in LITE0_STAGES)  # 16 MBConv blocks in Lite0
+
+
+def _avg(t):  # as Trunk.parts pools (adaptive pooling has a oneDNN kernel, reduce_mean not)
+    return paddle.flatten(F.adaptive_avg_pool2d(t, 1), 1)
+
+
+def tail_parts(net, x, start: int, low=None, mid=None) -> dict:
+    """The descriptors of Lite0 ``net`` from the activation ``x`` entering block ``start``:
+    blocks ``start``.. + head + poolings, as :meth:`Trunk.parts` computes them.  ``low`` and
+    ``mid`` (pooled) are given when their block comes before ``start``."""
+    for i in range(start, len(net.blocks)):
+        x = net.blocks[i](x)
+        if i == _LOW_BLOCK:
+            low = _avg(x)
+        elif i == _MID_BLOCK:
+            mid = _avg(x)
+    h = net.head(x)
+    gem = paddle.pow(_avg(paddle.pow(paddle.clip(h, min=1e-6), GEM_P)), 1.0 / GEM_P)
+    return {"gap": _avg(h), "gem": gem, "mid": mid, "low": low}
+
+
+class _CutTrunk(nn.Layer):
+    """The frozen Lite0 for the activation cache: its descriptors (as :class:`Trunk`, all four
+    concatenated) and the activation entering block ``cut``."""
+
+    def __init__(self, trunk: Trunk, cut: int):
+        super().__init__()
+        self.trunk, self.cut = trunk, cut
+
+    def forward(self, x):
+        n = self.trunk.net
+        x = n.stem(x)
+        low = mid = None
+        for i in range(self.cut):
+            x = n.blocks[i](x)
+            if i == _LOW_BLOCK:
+                low = _avg(x)
+            elif i == _MID_BLOCK:
+                mid = _avg(x)
+        parts = tail_parts(n, x, self.cut, low, mid)
+        return [paddle.concat([parts[k] for k in LITE0_DESCRIPTORS], axis=1), x]
+
+
+@dataclass
+class TuneFeatures:
+    """What fine-tuning the last blocks trains on: the activation entering the first tuned
+    block (float16, ``(N, V, C, H, W)``) and the frozen trunk's descriptors (``(N, V, D)``, of
+    which those pooled before the tuned blocks stay fixed).  Indexes like the descriptor array
+    (``feats[:, 0]``: the plain views)."""
+
+    act: np.ndarray
+    desc: np.ndarray
+
+    def __getitem__(self, idx) -> "TuneFeatures":
+        return TuneFeatures(self.act[idx], self.desc[idx])
+
+    def __len__(self) -> int:
+        return len(self.desc)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.desc.shape
+
+    @staticmethod
+    def concat(parts: Sequence["TuneFeatures"]) -> "TuneFeatures":
+        return TuneFeatures(np.concatenate([p.act for p in parts]),
+                            np.concatenate([p.desc for p in parts]))
+
+
+class ActivationCache(FeatureCache):
+    """Per image and view, the activation entering the first of the ``tune_blocks`` last
+    blocks (float16) and the frozen descriptors, computed once and kept on disk: training the
+    last blocks then runs only them, the head, the poolings and the neck."""
+
+    def __init__(self, cache_dir: Path, tune_blocks: int, batch: int = 32):
+        if not 1 <= tune_blocks <= N_BLOCKS:
+            raise ValueError(f"tune_blocks must be 1..{N_BLOCKS}")
+        super().__init__(cache_dir, batch, "lite0")
+        self.cut = N_BLOCKS - tune_blocks
+
+    @property
+    def trunk(self):
+        if self._trunk is None:
+            from kiosk.runtime.paddle import PaddleModel
+
+            folder = self.cache_dir / f"trunk-cut{self.cut}-v{CACHE_VERSION}"
+            if not (folder / "inference.pdiparams").is_file():
+                tmp = Path(tempfile.mkdtemp(prefix="trunk.", dir=self.cache_dir))
+                net = _CutTrunk(build_trunk("lite0"), self.cut)
+                net.eval()
+                spec = [paddle.static.InputSpec([None, 3, INPUT_SIZE, INPUT_SIZE], "float32",
+                                                "x")]
+                with paddle.utils.unique_name.guard():
+                    paddle.jit.save(net, str(tmp / "inference"), input_spec=spec)
+                shutil.rmtree(folder, ignore_errors=True)
+                os.replace(tmp, folder)
+            self._trunk = PaddleModel(folder)
+        return self._trunk
+
+    def descriptors(self, paths: Sequence[Path], views: int = 1, seed: int = 0,
+                    progress: Callable[[int, int], None] | None = None) -> TuneFeatures:
+        """:class:`TuneFeatures` of ``paths``, ``views`` views each (view 0 plain)."""
+        paths = [Path(p) for p in paths]
+        key = self._key(paths, views, seed)
+        fa = self.cache_dir / f"act{self.cut}-{key}.npy"
+        fd = self.cache_dir / f"desc{self.cut}-{key}.npy"
+        if fa.is_file() and fd.is_file():
+            return TuneFeatures(np.load(fa), np.load(fd))
+        act = desc = None
+
+        def store(i, v, outputs):
+            nonlocal act, desc
+            d, a = sorted(outputs, key=lambda o: o.ndim)
+            if act is None:
+                act = np.zeros((len(paths), views, *a.shape), np.float16)
+                desc = np.zeros((len(paths), views, *d.shape), np.float32)
+            act[i, v], desc[i, v] = a, d
+
+        self._run_views(paths, views, seed, store, progress)
+        _save_npy(fa, act)
+        _save_npy(fd, desc)
+        plain = self.cache_dir / f"desc-{key}.npy"
+        if not plain.is_file():  # the same frozen descriptors: a neck-only run reuses them
+            _save_npy(plain, desc)
+        return TuneFeatures(act, desc)
 
 
 @dataclass
@@ -189,7 +333,11 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _project(neck: Neck, desc: np.ndarray) -> np.ndarray:
+def _project(neck, desc) -> np.ndarray:
+    """Embeddings of plain-view features: cached descriptors through a :class:`Neck`, or
+    :class:`TuneFeatures` through a :class:`TunedTail`."""
+    if isinstance(neck, TunedTail):
+        return neck.project(desc)
     neck.eval()
     with paddle.no_grad():
         return neck.embed(paddle.to_tensor(desc)).numpy()
@@ -253,6 +401,130 @@ def train_neck(train_desc: np.ndarray, train_labels: Sequence[str], cfg: TrainCo
     return neck, result
 
 
+class TunedTail(nn.Layer):
+    """The trained part when the last blocks are fine-tuned: Lite0's blocks ``cut``.. and
+    head (BatchNorm kept in eval mode: running statistics frozen) + poolings + neck, on the
+    cached activation entering block ``cut``.  The rest of :attr:`trunk` is never run here."""
+
+    def __init__(self, trunk: Trunk, cut: int, neck: Neck):
+        super().__init__()
+        self.trunk, self.cut, self.neck = trunk, cut, neck
+        self._fixed = dict(zip(LITE0_DESCRIPTORS, _slices(LITE0_DESCRIPTORS)))
+        tuned = {id(p) for p in self.tuned_parameters()}
+        for p in self.trunk.parameters():
+            p.stop_gradient = id(p) not in tuned
+
+    def tuned_parameters(self) -> list:
+        n = self.trunk.net
+        return [p for layer in [*list(n.blocks)[self.cut:], n.head] for p in layer.parameters()]
+
+    def tuned_prefixes(self) -> tuple[str, ...]:
+        """State-dict key prefixes of the tuned layers (in :class:`Trunk` naming)."""
+        return tuple(f"net.blocks.{i}." for i in range(self.cut, N_BLOCKS)) + ("net.head.",)
+
+    def train(self):  # only the neck trains in train mode; the trunk's BatchNorm stays frozen
+        super().train()
+        self.trunk.eval()
+        return self
+
+    def descriptors(self, act, desc):
+        """(B, D) descriptor rows (LITE0_DESCRIPTORS layout) through the tuned blocks; those
+        pooled before them are taken from the cached ``desc``."""
+        fixed = {k: desc[:, a:b] for k, (a, b) in self._fixed.items()}
+        parts = tail_parts(self.trunk.net, act, self.cut,
+                           fixed["low"] if self.cut > _LOW_BLOCK else None,
+                           fixed["mid"] if self.cut > _MID_BLOCK else None)
+        return paddle.concat([parts[k] for k in LITE0_DESCRIPTORS], axis=1)
+
+    def forward(self, act, desc):
+        return self.neck(self.descriptors(act, desc))
+
+    def project(self, feats: TuneFeatures, batch: int = 128) -> np.ndarray:
+        """The kiosk's embedding (:meth:`Neck.embed`) of plain-view features."""
+        self.eval()
+        out = []
+        with paddle.no_grad():
+            for s in range(0, len(feats), batch):
+                d = self.descriptors(paddle.to_tensor(feats.act[s:s + batch].astype(np.float32)),
+                                     paddle.to_tensor(feats.desc[s:s + batch]))
+                out.append(self.neck.embed(d).numpy())
+        return np.concatenate(out)
+
+    def trunk_state(self) -> dict[str, np.ndarray]:
+        """The tuned layers' weights and statistics, keyed as :class:`Trunk`'s state dict."""
+        pre = self.tuned_prefixes()
+        return {k: v.numpy().copy() for k, v in self.trunk.state_dict().items()
+                if k.startswith(pre)}
+
+
+def train_tuned(feats: TuneFeatures, train_labels: Sequence[str], cfg: TrainConfig,
+                evaluate: Callable[[TunedTail], dict] | None = None,
+                log_fn: Callable[[str], None] = lambda m: None) -> tuple[TunedTail, TrainResult]:
+    """Train the last ``cfg.tune_blocks`` blocks of Lite0 (+ head) and a neck with ArcMargin
+    on cached activations (:class:`ActivationCache`); the blocks at ``cfg.tune_lr``, the neck
+    and ArcMargin at ``cfg.lr``.  Best epoch as :func:`train_neck`."""
+    paddle.seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    classes = sorted(set(train_labels))
+    y_img = np.array([classes.index(l) for l in train_labels], np.int64)
+    n, v = feats.desc.shape[:2]
+    act_all = feats.act.reshape(n * v, *feats.act.shape[2:])
+    desc_all = feats.desc.reshape(n * v, -1)
+    y_all = np.repeat(y_img, v)
+    with paddle.utils.unique_name.guard():
+        neck = Neck(cfg.inputs, cfg.dim, cfg.blend, cfg.plain, LITE0_DESCRIPTORS)
+        head = ArcMargin(cfg.dim, len(classes), cfg.scale, cfg.margin)
+        model = TunedTail(build_trunk("lite0"), N_BLOCKS - cfg.tune_blocks, neck)
+    steps = max(1, math.ceil(len(y_all) / cfg.batch)) * cfg.epochs
+    sched = paddle.optimizer.lr.CosineAnnealingDecay(cfg.lr, T_max=steps)
+    opt = paddle.optimizer.AdamW(learning_rate=sched, weight_decay=cfg.weight_decay,
+                                 parameters=neck.parameters() + head.parameters())
+    tsched = paddle.optimizer.lr.CosineAnnealingDecay(cfg.tune_lr, T_max=steps)
+    topt = paddle.optimizer.AdamW(learning_rate=tsched, weight_decay=cfg.weight_decay,
+                                  parameters=model.tuned_parameters())
+    t0 = time.perf_counter()
+    result = TrainResult(cfg, -1, {})
+    best_state, best_key = None, None
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = rng.permutation(len(y_all))
+        losses = []
+        for s in range(0, len(order), cfg.batch):
+            idx = np.sort(order[s:s + cfg.batch])
+            if len(idx) < 2:
+                continue
+            emb = model(paddle.to_tensor(act_all[idx].astype(np.float32)),
+                        paddle.to_tensor(desc_all[idx]))
+            loss = head(emb, paddle.to_tensor(y_all[idx]))
+            loss.backward()
+            opt.step()
+            topt.step()
+            opt.clear_grad()
+            topt.clear_grad()
+            sched.step()
+            tsched.step()
+            losses.append(float(loss))
+        row = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4),
+               "seconds": round(time.perf_counter() - t0, 1)}
+        if evaluate is not None:
+            row.update(evaluate(model))
+            key = (row["recall_at_1"], row["mAP"])
+            if best_key is None or key > best_key:
+                best_key = key
+                best_state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+                result.best_epoch, result.best = epoch, dict(row)
+        result.history.append(row)
+        log_fn(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in row.items()))
+    if best_state is not None:
+        model.set_state_dict({k: paddle.to_tensor(v) for k, v in best_state.items()})
+    else:
+        result.best_epoch, result.best = cfg.epochs, result.history[-1]
+    model.eval()
+    result.seconds = round(time.perf_counter() - t0, 1)
+    return model, result
+
+
 def retrieval_metrics(neck: Neck | None, g_desc: np.ndarray, g_labels, q_desc: np.ndarray,
                       q_labels, inputs: Sequence[str] = ("gap",),
                       layout: Sequence[str] = LITE0_DESCRIPTORS) -> dict:
@@ -302,13 +574,20 @@ def run_training(train_lists: Sequence[Path], out_dir: Path | None, cfg: TrainCo
     from kiosk.paths import models_dir
 
     t0 = time.perf_counter()
-    cache = FeatureCache(cache_dir or models_dir() / "cache", backbone=cfg.backbone)
+    if cfg.tune_blocks:  # the last blocks fine-tuned: their input activations cached
+        if cfg.backbone != "lite0":
+            raise ValueError("fine-tuning the last blocks needs the lite0 backbone alone")
+        cache = ActivationCache(cache_dir or models_dir() / "cache", cfg.tune_blocks)
+        join = TuneFeatures.concat
+    else:
+        cache = FeatureCache(cache_dir or models_dir() / "cache", backbone=cfg.backbone)
+        join = np.concatenate
     entries = [e for lst in train_lists for e in parse_gallery_list(lst)]
     if len({e.label for e in entries}) < 2:
         raise ValueError("training needs at least two labels")
     show = lambda label: (lambda d, n: log_fn(f"{label}: {d}/{n}") if d == n or d % 2048 < 32 else None)  # noqa: E731
     if per_list_cache:  # each list's features cached on their own (a base list is reused)
-        train_desc = np.concatenate([
+        train_desc = join([
             cache.descriptors([e.path for e in parse_gallery_list(lst)], cfg.views, cfg.seed,
                               progress=show(f"train features ({Path(lst).name})"))
             for lst in train_lists])
@@ -324,7 +603,7 @@ def run_training(train_lists: Sequence[Path], out_dir: Path | None, cfg: TrainCo
             qe = parse_gallery_list(lst)
             evals[name] = (cache.descriptors([e.path for e in qe])[:, 0], [e.label for e in qe])
 
-    def evaluate(neck: Neck) -> dict:
+    def evaluate(neck) -> dict:
         out = {}
         for name, (qd, ql) in evals.items():
             if name == "unknown":
@@ -337,8 +616,9 @@ def run_training(train_lists: Sequence[Path], out_dir: Path | None, cfg: TrainCo
         out["mAP"] = out.get(f"{first}_mAP", 0.0)
         return out
 
-    neck, result = train_neck(train_desc, [e.label for e in entries], cfg,
-                              evaluate if evals else None, log_fn)
+    trainer = train_tuned if cfg.tune_blocks else train_neck
+    neck, result = trainer(train_desc, [e.label for e in entries], cfg,
+                           evaluate if evals else None, log_fn)
     report = {"config": asdict(cfg), "epochs": result.history, "train_seconds": result.seconds,
               "n_train_images": len(entries), "n_classes": len({e.label for e in entries})}
     if g_desc is not None and evals:
@@ -368,10 +648,15 @@ def run_training(train_lists: Sequence[Path], out_dir: Path | None, cfg: TrainCo
     report["threshold"] = round(threshold, 4)
     meta = {"train_lists": [str(p) for p in train_lists], "report": report,
             "backbone": cfg.backbone}
+    trunk_state = None
+    if isinstance(neck, TunedTail):  # exported: the whole trunk with the tuned blocks + neck
+        trunk_state, neck = neck.trunk_state(), neck.neck
+        meta["tune_blocks"] = cfg.tune_blocks
     if save_neck_to is not None:
-        save_neck(neck, Path(save_neck_to), cfg, threshold)
+        save_neck(neck, Path(save_neck_to), cfg, threshold, trunk_state=trunk_state)
     if out_dir is not None:
-        report["model_id"] = export_model(neck, Path(out_dir), threshold=threshold, meta=meta)
+        report["model_id"] = export_model(neck, Path(out_dir), threshold=threshold, meta=meta,
+                                          trunk_state=trunk_state)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
 
