@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kiosk.catalog import Product
 
 
-class Engine(Protocol):
+class Recogniser(Protocol):
     """What a frame pipeline needs of the recognition engine below it (provided by
     :class:`kiosk.engine.Engine`, which runs its single pictures through this pipeline): the
     detector, the embedding and the decision, pack text, products and prices."""
@@ -153,7 +153,7 @@ def reading_order(items: Sequence[TrayItem]) -> list[TrayItem]:
                                         i.track_id))
 
 
-def price_rivals(d: Decision, p: "Product | None", engine: "Engine", accept_same_price: bool
+def price_rivals(d: Decision, p: "Product | None", engine: "Recogniser", accept_same_price: bool
                  ) -> tuple[bool, bool, tuple[str, ...], bool]:
     """The "ask instead of guessing" rule for a recognised item decided ``d`` (its product
     ``p``): (unsure, same_price, rivals, rivals_same_price).  An unsure decision (another
@@ -260,7 +260,7 @@ class FramePipeline:
     pictures cannot name (and QR cashier badges: ``badge_lookup(text)`` -> the cashier or
     None).  ``accept_same_price``: see :func:`price_rivals`."""
 
-    def __init__(self, engine: "Engine", tracker: Tracker | None = None, *,
+    def __init__(self, engine: "Recogniser", tracker: Tracker | None = None, *,
                  fuse_margin: float = FUSE_MARGIN, barcode: bool = True,
                  badge_lookup: Callable[[str], Any] | None = None,
                  accept_same_price: bool = True) -> None:
