@@ -78,6 +78,13 @@ MAX_BOXES = 8            # the largest text boxes read per item (the big print)
 REC_HEIGHT = 48
 REC_MIN_WIDTH = 320
 REC_MAX_WIDTH = 1280
+# oneDNN keeps compiled kernels for every input shape it has seen, so a reader fed pictures of
+# ever new sizes grows without end (+1.2 GB over 40 reads of different sizes).  Inputs are
+# therefore padded to a few shapes: the detector's sides to multiples of DET_STEP, the
+# recogniser's width to multiples of REC_STEP, and batches to a power of two.
+DET_STEP = 160
+REC_STEP = 160
+BATCHES = (1, 2, 4, 8)
 CLS_WIDTH = 192
 CLS_THRESH = 0.9
 MIN_CONFIDENCE = 0.6     # recognised lines below this are not used
@@ -146,6 +153,28 @@ class PackText:
         return cls(lines, words_of(lines))
 
 
+def det_input_size(nh: int, nw: int) -> tuple[int, int]:
+    """The detector's padded input for a picture resized to ``nh`` x ``nw``: each side rounded
+    up to a multiple of :data:`DET_STEP` (a few shapes, whatever the pictures' sizes)."""
+    return (int(math.ceil(nh / DET_STEP)) * DET_STEP, int(math.ceil(nw / DET_STEP)) * DET_STEP)
+
+
+def rec_input_width(ratio: float) -> int:
+    """The recogniser's input width for lines of at most ``ratio`` width/height: the width
+    they need at :data:`REC_HEIGHT`, rounded up to a multiple of :data:`REC_STEP`, within
+    :data:`REC_MIN_WIDTH`..:data:`REC_MAX_WIDTH`."""
+    need = math.ceil(REC_HEIGHT * ratio)
+    return int(min(REC_MAX_WIDTH, max(REC_MIN_WIDTH, math.ceil(need / REC_STEP) * REC_STEP)))
+
+
+def _batch(rows: list[np.ndarray]) -> np.ndarray:
+    """``rows`` stacked and padded with blank rows to the next size in :data:`BATCHES`."""
+    n = next((b for b in BATCHES if b >= len(rows)), len(rows))
+    x = np.zeros((n, *rows[0].shape), np.float32)
+    x[:len(rows)] = rows
+    return x
+
+
 def _order_corners(pts: np.ndarray) -> np.ndarray:
     """Top-left, top-right, bottom-right, bottom-left."""
     s, d = pts.sum(1), pts[:, 1] - pts[:, 0]
@@ -206,8 +235,10 @@ class TextReader:
                     DET_LONG_MAX / max(h, w))
         nh = max(32, int(round(h * scale / 32)) * 32)
         nw = max(32, int(round(w * scale / 32)) * 32)
-        x = _normalise(cv2.resize(bgr, (nw, nh)))[None]
-        prob = self.det.run({self.det.input_names[0]: np.ascontiguousarray(x)})[0][0, 0]
+        ph, pw = det_input_size(nh, nw)
+        x = np.zeros((1, 3, ph, pw), np.float32)  # zero = mid grey after normalisation
+        x[0, :, :nh, :nw] = _normalise(cv2.resize(bgr, (nw, nh)))
+        prob = self.det.run({self.det.input_names[0]: x})[0][0, 0, :nh, :nw]
         mask = cv2.dilate((prob > DET_THRESH).astype(np.uint8), np.ones((2, 2), np.uint8))
         contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
         found = []
@@ -260,16 +291,16 @@ class TextReader:
         return out
 
     def _upright(self, crops: list[np.ndarray]) -> list[np.ndarray]:
-        x = np.stack([self._fit(c, CLS_WIDTH) for c in crops])
-        prob = self.cls.run({self.cls.input_names[0]: x})[0]
+        x = _batch([self._fit(c, CLS_WIDTH) for c in crops])
+        prob = self.cls.run({self.cls.input_names[0]: x})[0][:len(crops)]
         return [cv2.rotate(c, cv2.ROTATE_180) if p.argmax() == 1 and p.max() > CLS_THRESH else c
                 for c, p in zip(crops, prob)]
 
     def _recognise(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
         ratio = max(c.shape[1] / c.shape[0] for c in crops)
-        width = int(min(REC_MAX_WIDTH, max(REC_MIN_WIDTH, math.ceil(REC_HEIGHT * ratio))))
-        x = np.stack([self._fit(c, width) for c in crops])
-        prob = self.rec.run({self.rec.input_names[0]: x})[0]  # (N, T, classes)
+        width = rec_input_width(ratio)
+        x = _batch([self._fit(c, width) for c in crops])
+        prob = self.rec.run({self.rec.input_names[0]: x})[0][:len(crops)]  # (N, T, classes)
         if prob.shape[-1] != len(self.charset):
             raise RuntimeError(f"recogniser has {prob.shape[-1]} classes, the key file "
                                f"{len(self.charset)}")
