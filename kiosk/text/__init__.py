@@ -67,24 +67,23 @@ _DONE = "COMPLETE"  # written last; a folder without it is unfinished
 # and the number of lines read set the cost; on the held-out split (unseen products, `kiosk
 # eval --text`) short side 640 / 480 / 400 / 320 and 24 or 8 lines all gave 0.822-0.836
 # accuracy (0.797 without text) at 290 / 118 / 91 / 71 ms per read of a 348-px photo: 480,
-# enlarged at most 2x, 8 lines.
-DET_SHORT_SIDE = 480     # the item is scaled so its short side is this ...
+# enlarged at most 2x, 8 lines, was kept.  Now the item is fitted into one square canvas (a
+# short side of 320-640 px for packs up to 1:2), so the detector sees one input shape.
+DET_CANVAS = 640         # the item is scaled to fit this square (long side 640) ...
 DET_MAX_UPSCALE = 2.0    # ... but not enlarged more than this (no detail to gain, only time)
-DET_LONG_MAX = 1280
 DET_THRESH = 0.3         # text probability of a pixel
 DET_BOX_THRESH = 0.5     # mean probability inside a box
 DET_UNCLIP = 1.6         # how far a shrunk text kernel is grown back
 MAX_BOXES = 8            # the largest text boxes read per item (the big print)
 REC_HEIGHT = 48
-REC_MIN_WIDTH = 320
-REC_MAX_WIDTH = 1280
 # oneDNN keeps compiled kernels for every input shape it has seen, so a reader fed pictures of
-# ever new sizes grows without end (+1.2 GB over 40 reads of different sizes).  Inputs are
-# therefore padded to a few shapes: the detector's sides to multiples of DET_STEP, the
-# recogniser's width to multiples of REC_STEP, and batches to a power of two.
-DET_STEP = 160
-REC_STEP = 160
-BATCHES = (1, 2, 4, 8)
+# ever new sizes grows without end (+1.6 GB over 40 reads of different sizes).  Inputs are
+# therefore padded to five shapes in all: the detector's to one square canvas, the lines to one
+# of REC_WIDTHS, and lines go BATCH at a time.  Measured over 30 reads of 30 sizes (resident
+# MB after the first read -> after all): batches of 8 lines 843 -> 1787, of 4 843 -> 1328, of 2
+# 843 -> 1107 at the same time per read (the old free shapes: 452 -> 2061 and still growing).
+REC_WIDTHS = (320, 640, 1280)
+BATCH = 2
 CLS_WIDTH = 192
 CLS_THRESH = 0.9
 MIN_CONFIDENCE = 0.6     # recognised lines below this are not used
@@ -153,24 +152,18 @@ class PackText:
         return cls(lines, words_of(lines))
 
 
-def det_input_size(nh: int, nw: int) -> tuple[int, int]:
-    """The detector's padded input for a picture resized to ``nh`` x ``nw``: each side rounded
-    up to a multiple of :data:`DET_STEP` (a few shapes, whatever the pictures' sizes)."""
-    return (int(math.ceil(nh / DET_STEP)) * DET_STEP, int(math.ceil(nw / DET_STEP)) * DET_STEP)
-
-
 def rec_input_width(ratio: float) -> int:
-    """The recogniser's input width for lines of at most ``ratio`` width/height: the width
-    they need at :data:`REC_HEIGHT`, rounded up to a multiple of :data:`REC_STEP`, within
-    :data:`REC_MIN_WIDTH`..:data:`REC_MAX_WIDTH`."""
+    """The recogniser's input width for lines of at most ``ratio`` width/height: the first of
+    :data:`REC_WIDTHS` that holds them at :data:`REC_HEIGHT` (the widest otherwise)."""
     need = math.ceil(REC_HEIGHT * ratio)
-    return int(min(REC_MAX_WIDTH, max(REC_MIN_WIDTH, math.ceil(need / REC_STEP) * REC_STEP)))
+    return next((w for w in REC_WIDTHS if w >= need), REC_WIDTHS[-1])
 
 
 def _batch(rows: list[np.ndarray]) -> np.ndarray:
-    """``rows`` stacked and padded with blank rows to the next size in :data:`BATCHES`."""
-    n = next((b for b in BATCHES if b >= len(rows)), len(rows))
-    x = np.zeros((n, *rows[0].shape), np.float32)
+    """``rows`` (at most :data:`BATCH`) stacked and padded with blank rows to :data:`BATCH`."""
+    if len(rows) > BATCH:
+        raise ValueError(f"at most {BATCH} rows in a batch")
+    x = np.zeros((BATCH, *rows[0].shape), np.float32)
     x[:len(rows)] = rows
     return x
 
@@ -231,12 +224,11 @@ class TextReader:
     # -- detection
     def _boxes(self, bgr: np.ndarray) -> list[np.ndarray]:
         h, w = bgr.shape[:2]
-        scale = min(DET_SHORT_SIDE / max(1, min(h, w)), DET_MAX_UPSCALE,
-                    DET_LONG_MAX / max(h, w))
-        nh = max(32, int(round(h * scale / 32)) * 32)
-        nw = max(32, int(round(w * scale / 32)) * 32)
-        ph, pw = det_input_size(nh, nw)
-        x = np.zeros((1, 3, ph, pw), np.float32)  # zero = mid grey after normalisation
+        scale = min(DET_CANVAS / max(h, w), DET_MAX_UPSCALE)
+        nh = min(DET_CANVAS, max(8, int(round(h * scale))))
+        nw = min(DET_CANVAS, max(8, int(round(w * scale))))
+        # one input shape, whatever the picture's size: zero = mid grey after normalisation
+        x = np.zeros((1, 3, DET_CANVAS, DET_CANVAS), np.float32)
         x[0, :, :nh, :nw] = _normalise(cv2.resize(bgr, (nw, nh)))
         prob = self.det.run({self.det.input_names[0]: x})[0][0, 0, :nh, :nw]
         mask = cv2.dilate((prob > DET_THRESH).astype(np.uint8), np.ones((2, 2), np.uint8))
@@ -291,8 +283,12 @@ class TextReader:
         return out
 
     def _upright(self, crops: list[np.ndarray]) -> list[np.ndarray]:
-        x = _batch([self._fit(c, CLS_WIDTH) for c in crops])
-        prob = self.cls.run({self.cls.input_names[0]: x})[0][:len(crops)]
+        probs = []
+        for s in range(0, len(crops), BATCH):
+            chunk = crops[s:s + BATCH]
+            x = _batch([self._fit(c, CLS_WIDTH) for c in chunk])
+            probs.append(self.cls.run({self.cls.input_names[0]: x})[0][:len(chunk)])
+        prob = np.concatenate(probs)
         return [cv2.rotate(c, cv2.ROTATE_180) if p.argmax() == 1 and p.max() > CLS_THRESH else c
                 for c, p in zip(crops, prob)]
 
@@ -332,8 +328,8 @@ class TextReader:
         # similar widths together, so short words are not padded to a long line's width
         order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / crops[i].shape[0])
         texts: dict[int, tuple[str, float]] = {}
-        for s in range(0, len(order), 8):
-            chunk = order[s:s + 8]
+        for s in range(0, len(order), BATCH):
+            chunk = order[s:s + BATCH]
             for i, r in zip(chunk, self._recognise([crops[i] for i in chunk])):
                 texts[i] = r
         lines = [texts[i] for i in range(len(crops)) if texts[i][0].strip()]
