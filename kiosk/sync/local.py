@@ -1,35 +1,10 @@
 """The kiosk's side of store sync, in its own SQLite catalogue (no Qt, no psycopg).
 
-Catalogue migration 8 (:func:`kiosk.catalog.sync_tables.migrate_local`, registered in
-:data:`kiosk.catalog.MIGRATIONS` as ``_m008_sync``) adds:
-
-``sync_state``
-    one row: this kiosk's id (a UUID made when the catalogue was migrated), its name, whether
-    it is joined to a store server (``enabled``), the server's store id, the last server change
-    number applied here (``last_change_no``), and ``applying`` (1 only inside the transaction
-    that applies pulled changes, so that they are not sent back).
-``sync_outbox``
-    what the server has not had yet, in the order it happened: one row per change, each with
-    its own UUID (the server applies a UUID once).  Rows are written by triggers in the same
-    SQLite transaction as the change itself, so a change and its outbox row land together or
-    not at all, whichever code path made the change.  Product edits carry the values before and
-    after (``payload``); sales, corrections, audit rows, calls and gallery vectors refer to the
-    row, which is read when it is pushed (those rows do not change, or only forwards).
-``sync_ids``
-    the UUID of each local sale, correction, audit row and call (so a row re-sent after a crash
-    is recognised by the server).
-``sync_views``
-    the UUID of each gallery view (a gallery file of a product; one view may have vectors of
-    several models), ``pushed`` once the server has its picture; ``pending`` views were pulled
-    without a vector of this kiosk's model (embedded here when the engine can).
-``sync_pending_vectors``
-    for pending views: the vector when one of this kiosk's model arrives later.
-``store_calls``
-    the store's calls for the cashier as last pulled (every kiosk's).
-
-The triggers only write while ``enabled = 1``: a kiosk without a server keeps no outbox and
-works exactly as before.  Joining a store (:func:`join`) gives the existing history its UUIDs
-and queues it once.
+The tables and triggers it works on (the outbox written in the change's own transaction, the
+UUIDs of rows and views, pending vectors, the store's calls) are catalogue migration 8, described
+in :mod:`kiosk.catalog.sync_tables`.  The triggers only write while the kiosk is joined to a
+store: a kiosk without a server keeps no outbox and works exactly as before.  Joining a store
+(:func:`join`) gives the existing history its UUIDs and queues it once.
 """
 from __future__ import annotations
 
