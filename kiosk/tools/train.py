@@ -343,6 +343,37 @@ def _project(neck, desc) -> np.ndarray:
         return neck.embed(paddle.to_tensor(desc)).numpy()
 
 
+class _Best:
+    """The best epoch's weights by (recall@1, mAP) when each epoch is evaluated (else the
+    last), and the training's record."""
+
+    def __init__(self, result: TrainResult) -> None:
+        self.result = result
+        self.key: tuple | None = None
+        self.state: dict | None = None
+
+    def epoch(self, epoch: int, row: dict, model, evaluate, log_fn) -> None:
+        if evaluate is not None:
+            row.update(evaluate(model))
+            key = (row["recall_at_1"], row["mAP"])
+            if self.key is None or key > self.key:
+                self.key = key
+                self.state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+                self.result.best_epoch, self.result.best = epoch, dict(row)
+        self.result.history.append(row)
+        log_fn(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in row.items()))
+
+    def finish(self, model, epochs: int, t0: float):
+        if self.state is not None:
+            model.set_state_dict({k: paddle.to_tensor(v) for k, v in self.state.items()})
+        else:
+            self.result.best_epoch, self.result.best = epochs, self.result.history[-1]
+        model.eval()
+        self.result.seconds = round(time.perf_counter() - t0, 1)
+        return model, self.result
+
+
 def train_neck(train_desc: np.ndarray, train_labels: Sequence[str], cfg: TrainConfig,
                evaluate: Callable[[Neck], dict] | None = None,
                log_fn: Callable[[str], None] = lambda m: None) -> tuple[Neck, TrainResult]:
@@ -365,8 +396,7 @@ def train_neck(train_desc: np.ndarray, train_labels: Sequence[str], cfg: TrainCo
     opt = paddle.optimizer.AdamW(learning_rate=sched, weight_decay=cfg.weight_decay,
                                  parameters=neck.parameters() + head.parameters())
     t0 = time.perf_counter()
-    result = TrainResult(cfg, -1, {})
-    best_state, best_key = None, None
+    best = _Best(TrainResult(cfg, -1, {}))
     for epoch in range(1, cfg.epochs + 1):
         neck.train()
         order = rng.permutation(len(x_all))
@@ -382,23 +412,8 @@ def train_neck(train_desc: np.ndarray, train_labels: Sequence[str], cfg: TrainCo
             sched.step()
             losses.append(float(loss))
         row = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4)}
-        if evaluate is not None:
-            row.update(evaluate(neck))
-            key = (row["recall_at_1"], row["mAP"])
-            if best_key is None or key > best_key:
-                best_key = key
-                best_state = {k: v.numpy().copy() for k, v in neck.state_dict().items()}
-                result.best_epoch, result.best = epoch, dict(row)
-        result.history.append(row)
-        log_fn(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in row.items()))
-    if best_state is not None:
-        neck.set_state_dict({k: paddle.to_tensor(v) for k, v in best_state.items()})
-    else:
-        result.best_epoch, result.best = cfg.epochs, result.history[-1]
-    neck.eval()
-    result.seconds = round(time.perf_counter() - t0, 1)
-    return neck, result
+        best.epoch(epoch, row, neck, evaluate, log_fn)
+    return best.finish(neck, cfg.epochs, t0)
 
 
 class TunedTail(nn.Layer):
@@ -483,8 +498,7 @@ def train_tuned(feats: TuneFeatures, train_labels: Sequence[str], cfg: TrainConf
     topt = paddle.optimizer.AdamW(learning_rate=tsched, weight_decay=cfg.weight_decay,
                                   parameters=model.tuned_parameters())
     t0 = time.perf_counter()
-    result = TrainResult(cfg, -1, {})
-    best_state, best_key = None, None
+    best = _Best(TrainResult(cfg, -1, {}))
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         order = rng.permutation(len(y_all))
@@ -506,23 +520,8 @@ def train_tuned(feats: TuneFeatures, train_labels: Sequence[str], cfg: TrainConf
             losses.append(float(loss))
         row = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4),
                "seconds": round(time.perf_counter() - t0, 1)}
-        if evaluate is not None:
-            row.update(evaluate(model))
-            key = (row["recall_at_1"], row["mAP"])
-            if best_key is None or key > best_key:
-                best_key = key
-                best_state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-                result.best_epoch, result.best = epoch, dict(row)
-        result.history.append(row)
-        log_fn(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in row.items()))
-    if best_state is not None:
-        model.set_state_dict({k: paddle.to_tensor(v) for k, v in best_state.items()})
-    else:
-        result.best_epoch, result.best = cfg.epochs, result.history[-1]
-    model.eval()
-    result.seconds = round(time.perf_counter() - t0, 1)
-    return model, result
+        best.epoch(epoch, row, model, evaluate, log_fn)
+    return best.finish(model, cfg.epochs, t0)
 
 
 def retrieval_metrics(neck: Neck | None, g_desc: np.ndarray, g_labels, q_desc: np.ndarray,
