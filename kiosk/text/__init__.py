@@ -210,6 +210,28 @@ class TextReader:
         """Whether the models have been loaded (by a first :meth:`read`)."""
         return self.rec is not None
 
+    def unload(self) -> None:
+        """Free the models and the kernels compiled for them (they live with the reader's
+        thread, so the thread goes too); a later :meth:`read` loads them again."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self._lock:
+            self._thread.submit(self._drop).result()
+            self._thread.shutdown(wait=True)
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-text")
+        try:  # hand the freed heap back to the system (glibc)
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+    def _drop(self) -> None:
+        import gc
+
+        self.det = self.cls = self.rec = None
+        gc.collect()
+
     def _load(self) -> None:
         from kiosk.runtime.paddle import PaddleModel
 

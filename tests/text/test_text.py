@@ -15,6 +15,7 @@ from kiosk.engine import Engine
 from kiosk.catalog.gallery_io import parse_gallery_list
 from kiosk.images import load_image
 from kiosk.text import READER_ID, PackText, TextProfiles, word_similarity, words_of
+from kiosk.demo.catalog import DEMO_LIST
 
 
 # ------------------------------------------------------------------------------ words
@@ -333,3 +334,17 @@ def test_reader_inputs_come_in_a_few_shapes():
         assert (x[:n, 0, 0, 0] == np.arange(1, n + 1)).all() and not x[n:].any()
     with pytest.raises(ValueError):
         _batch([np.zeros((3, 4, 5), np.float32)] * (BATCH + 1))
+
+
+def test_unloaded_reader_reads_again():
+    """unload() frees the models; the next read loads them again and reads the same words."""
+    from kiosk.text import TextReader
+
+    entries = {e.path.stem: e for e in parse_gallery_list(DEMO_LIST)}
+    rgb = load_image(entries["DEMO-004_v0"].path)[:, :, ::-1]
+    reader = TextReader()
+    first = reader.read(rgb)
+    assert reader.loaded and first.words
+    reader.unload()
+    assert not reader.loaded
+    assert reader.read(rgb).words == first.words and reader.loaded
