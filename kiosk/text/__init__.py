@@ -67,9 +67,10 @@ _DONE = "COMPLETE"  # written last; a folder without it is unfinished
 # and the number of lines read set the cost; on the held-out split (unseen products, `kiosk
 # eval --text`) short side 640 / 480 / 400 / 320 and 24 or 8 lines all gave 0.822-0.836
 # accuracy (0.797 without text) at 290 / 118 / 91 / 71 ms per read of a 348-px photo: 480,
-# enlarged at most 2x, 8 lines, was kept.  Now the item is fitted into one square canvas (a
-# short side of 320-640 px for packs up to 1:2), so the detector sees one input shape.
-DET_CANVAS = 640         # the item is scaled to fit this square (long side 640) ...
+# enlarged at most 2x, 8 lines, was kept.  Now the item is fitted into one 480-px square (the
+# same 480 x 480 for those square photos; a 1:2 pack's short side is 240), so the detector
+# sees one input shape (a 640 canvas cost 180 MB more).
+DET_CANVAS = 480         # the item is scaled to fit this square (long side 480) ...
 DET_MAX_UPSCALE = 2.0    # ... but not enlarged more than this (no detail to gain, only time)
 DET_THRESH = 0.3         # text probability of a pixel
 DET_BOX_THRESH = 0.5     # mean probability inside a box
