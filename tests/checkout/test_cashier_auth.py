@@ -353,8 +353,11 @@ def click(widget):
 
 
 @needs_qt
-def test_code_dialog_keypad(qtbot, store):
+def test_code_dialog_keypad(qtbot, qapp, store):
+    from kiosk.ui import i18n
     from kiosk.ui.cashier_pad import BACKSPACE, CashierCodeDialog
+
+    i18n.set_language(qapp, "en")  # (earlier tests may have left the UI in Chinese)
 
     now = [1000.0]
     auth = CashierAuth(store, max_attempts=2, lockout_s=30, clock=lambda: now[0])
@@ -386,9 +389,13 @@ def test_code_dialog_keypad(qtbot, store):
 
 
 @needs_qt
-def test_code_dialog_hardware_keyboard_and_lockout(qtbot, store):
+def test_code_dialog_hardware_keyboard_and_lockout(qtbot, qapp, store):
     from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
+
+    from kiosk.ui import i18n
+
+    i18n.set_language(qapp, "en")  # (earlier tests may have left the UI in Chinese)
 
     from kiosk.ui.cashier_pad import CashierCodeDialog
 
