@@ -334,6 +334,25 @@ def cmd_recognize(args) -> int:
     return 2 if failed else 0
 
 
+def _text_reader_if(wanted: bool):
+    """A pack-text reader for ``--text``, else None."""
+    if not wanted:
+        return None
+    from kiosk.text import TextReader
+
+    return TextReader()
+
+
+def _stage_progress(tty_only: bool):
+    """progress(stage, done, total) printed on one line of stderr (only on a terminal when
+    ``tty_only``)."""
+    def progress(stage: str, done: int, total: int) -> None:
+        if not tty_only or sys.stderr.isatty():
+            print(f"\r{stage}: {done}/{total}", end="" if done < total else "\n",
+                  file=sys.stderr, flush=True)
+    return progress
+
+
 def cmd_eval(args) -> int:
     from kiosk.assemble import load_model
     from kiosk.decide import Decider
@@ -342,11 +361,7 @@ def cmd_eval(args) -> int:
 
     embedder = load_model(model=args.model)
     threshold = args.threshold if args.threshold is not None else model_threshold(embedder)
-    reader = None
-    if args.text:
-        from kiosk.text import TextReader
-
-        reader = TextReader()
+    reader = _text_reader_if(args.text)
     report = evaluate_lists(embedder, Path(args.gallery), Path(args.query),
                             Decider(k=args.k, threshold=threshold),
                             progress=_progress("embedding"), text_reader=reader)
@@ -358,16 +373,9 @@ def cmd_eval_trays(args) -> int:
     from kiosk.assemble import load_model
     from kiosk.tools.tray_eval import run_tray_eval
 
-    def progress(stage: str, done: int, total: int) -> None:
-        print(f"\r{stage}: {done}/{total}", end="" if done < total else "\n",
-              file=sys.stderr, flush=True)
-
+    progress = _stage_progress(tty_only=False)
     embedder = load_model(model=args.model)
-    reader = None
-    if args.text:
-        from kiosk.text import TextReader
-
-        reader = TextReader()
+    reader = _text_reader_if(args.text)
     report = run_tray_eval(embedder, Path(args.gallery), Path(args.query), n_trays=args.trays,
                            seed=args.seed, threshold=args.threshold, progress=progress,
                            text_reader=reader)
@@ -380,17 +388,9 @@ def cmd_eval_stream(args) -> int:
     from kiosk.settings import Settings
     from kiosk.tools.stream_eval import run_stream
 
-    def progress(stage: str, done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            print(f"\r{stage}: {done}/{total}", end="" if done < total else "\n",
-                  file=sys.stderr, flush=True)
-
+    progress = _stage_progress(tty_only=True)
     embedder = load_model(model=args.model)
-    reader = None
-    if args.text:
-        from kiosk.text import TextReader
-
-        reader = TextReader()
+    reader = _text_reader_if(args.text)
     report = run_stream(embedder, Path(args.gallery), [Path(q) for q in args.query],
                         learn=args.learn, seed=args.seed, text_reader=reader,
                         settings=_CONTEXT["settings"] or Settings(),

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kiosk.checkout.lockout import Lockout
+from kiosk.checkout.lockout import CodeChecker
 from kiosk.checkout.staff_auth import SCRYPT_PARAMS, _hash
 
 MIN_CODE = 4
@@ -109,22 +109,14 @@ class Cashier:
                    has_badge=bool(row["has_badge"]))
 
 
-class CashierAuth:
+class CashierAuth(CodeChecker):
     """Cashier accounts and their codes and badges, kept in ``catalog`` (a
     :class:`kiosk.catalog.Catalog`).  Times are wall-clock seconds (``clock``, injectable)."""
 
     def __init__(self, catalog: Any, *, max_attempts: int = 5, lockout_s: float = 30.0,
                  clock: Callable[[], float] = time.time) -> None:
-        self.lockout = Lockout(max_attempts, lockout_s, clock)
+        super().__init__(max_attempts, lockout_s, clock)
         self.catalog = catalog
-
-    @property
-    def clock(self) -> Callable[[], float]:
-        return self.lockout.clock
-
-    @property
-    def max_attempts(self) -> int:
-        return self.lockout.max_attempts
 
     # ------------------------------------------------------------------ hashing
     def _salt_row(self) -> dict[str, Any]:

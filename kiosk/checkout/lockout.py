@@ -65,3 +65,20 @@ class Lockout:
     def needs_reset(row: Mapping[str, Any]) -> bool:
         """After a right code: whether there is a count or lockout history to clear."""
         return bool(row["failures"] or row["lockouts"])
+
+
+class CodeChecker:
+    """Base of a code entry guarded by a :class:`Lockout` (the staff PIN, the cashier codes):
+    ``lockout``, and its ``clock`` and ``max_attempts`` for the messages and the tests."""
+
+    def __init__(self, max_attempts: int = 5, lockout_s: float = 30.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.lockout = Lockout(max_attempts, lockout_s, clock)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.lockout.clock
+
+    @property
+    def max_attempts(self) -> int:
+        return self.lockout.max_attempts

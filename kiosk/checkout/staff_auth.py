@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any, Callable
 
-from kiosk.checkout.lockout import Lockout
+from kiosk.checkout.lockout import CodeChecker
 
 SCRYPT_PARAMS = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}
 
@@ -41,21 +41,13 @@ def _hash(pin: str, salt: bytes, params: dict[str, int]) -> bytes:
                           maxmem=2 * 128 * r * n + 1024 * 1024)
 
 
-class StaffAuth:
+class StaffAuth(CodeChecker):
     """The staff PIN kept in ``store`` (a :class:`kiosk.catalog.Catalog`)."""
 
     def __init__(self, store: Any, *, max_attempts: int = 5, lockout_s: float = 30.0,
                  clock: Callable[[], float] = time.time) -> None:
-        self.lockout = Lockout(max_attempts, lockout_s, clock)
+        super().__init__(max_attempts, lockout_s, clock)
         self.store = store
-
-    @property
-    def clock(self) -> Callable[[], float]:
-        return self.lockout.clock
-
-    @property
-    def max_attempts(self) -> int:
-        return self.lockout.max_attempts
 
     def _row(self) -> dict[str, Any]:
         return self.store.get_staff_auth() or {"pin_hash": None, "salt": None, "params": None,

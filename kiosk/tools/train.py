@@ -98,6 +98,21 @@ def augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def _save_trunk(build: Callable[[], "nn.Layer"], folder: Path) -> None:
+    """The frozen network ``build()`` makes, exported once into ``folder`` (an inference model
+    that caches activations), unless it is there already; written atomically."""
+    if (folder / "inference.pdiparams").is_file():
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="trunk.", dir=folder.parent))
+    net = build()
+    net.eval()
+    spec = [paddle.static.InputSpec([None, 3, INPUT_SIZE, INPUT_SIZE], "float32", "x")]
+    with paddle.utils.unique_name.guard():
+        paddle.jit.save(net, str(tmp / "inference"), input_spec=spec)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
 class FeatureCache:
     """Backbone descriptors of every image and view, computed once and kept on disk."""
 
@@ -122,15 +137,7 @@ class FeatureCache:
 
             tag = "" if self.backbone == "lite0" else f"-{self.backbone}"
             folder = self.cache_dir / f"trunk{tag}-v{CACHE_VERSION}"
-            if not (folder / "inference.pdiparams").is_file():
-                tmp = Path(tempfile.mkdtemp(prefix="trunk.", dir=self.cache_dir))
-                net = build_trunk(self.backbone)
-                spec = [paddle.static.InputSpec([None, 3, INPUT_SIZE, INPUT_SIZE], "float32",
-                                                "x")]
-                with paddle.utils.unique_name.guard():
-                    paddle.jit.save(net, str(tmp / "inference"), input_spec=spec)
-                shutil.rmtree(folder, ignore_errors=True)
-                os.replace(tmp, folder)
+            _save_trunk(lambda: build_trunk(self.backbone), folder)
             self._trunk = PaddleModel(folder)
         return self._trunk
 
@@ -283,16 +290,7 @@ class ActivationCache(FeatureCache):
             from kiosk.runtime.paddle import PaddleModel
 
             folder = self.cache_dir / f"trunk-cut{self.cut}-v{CACHE_VERSION}"
-            if not (folder / "inference.pdiparams").is_file():
-                tmp = Path(tempfile.mkdtemp(prefix="trunk.", dir=self.cache_dir))
-                net = _CutTrunk(build_trunk("lite0"), self.cut)
-                net.eval()
-                spec = [paddle.static.InputSpec([None, 3, INPUT_SIZE, INPUT_SIZE], "float32",
-                                                "x")]
-                with paddle.utils.unique_name.guard():
-                    paddle.jit.save(net, str(tmp / "inference"), input_spec=spec)
-                shutil.rmtree(folder, ignore_errors=True)
-                os.replace(tmp, folder)
+            _save_trunk(lambda: _CutTrunk(build_trunk("lite0"), self.cut), folder)
             self._trunk = PaddleModel(folder)
         return self._trunk
 
