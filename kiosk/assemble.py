@@ -162,6 +162,7 @@ def open_engine(db: str | Path, settings: Settings | None = None, *, embedder=No
     """The engine on the catalogue ``db``, with the stages the settings ask for: the
     detector, the empty-tray ``background`` (``[recognition] background``), the model
     (``embedder``, else ``[recognition] model``), the unknown ``threshold``, ``k``, the
+    store's adaptation (``adapt``, ``adapt_strength``), the
     ``unsure_margin`` and ``product_floor`` of ``[checkout]``.  ``options``: keyword
     arguments of :meth:`kiosk.engine.Engine.open` that win over the settings
     (``text_reader``, ``text_backfill_limit``, ``background``, ``progress``, ...)."""
@@ -173,7 +174,9 @@ def open_engine(db: str | Path, settings: Settings | None = None, *, embedder=No
               threshold=_get(settings, "recognition.threshold"),
               k=_get(settings, "recognition.k"),
               unsure_margin=_get(settings, "checkout.unsure_margin"),
-              product_floor=_get(settings, "checkout.product_floor"))
+              product_floor=_get(settings, "checkout.product_floor"),
+              adapt=_get(settings, "recognition.adapt"),
+              adapt_strength=_get(settings, "recognition.adapt_strength"))
     if "background" not in options:
         kw["background"] = background_for(settings)
     kw.update(options)

@@ -395,7 +395,7 @@ def cmd_eval_stream(args) -> int:
                         learn=args.learn, seed=args.seed, text_reader=reader,
                         settings=_CONTEXT["settings"] or Settings(),
                         unsure_margin=args.margin, threshold=args.threshold,
-                        product_floor=args.floor, progress=progress)
+                        product_floor=args.floor, adapt=args.adapt, progress=progress)
     _print_report(report, args.json)
     return 0
 
@@ -898,6 +898,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--floor", type=float,
                    help="per-product thresholds: a product's usual similarity less this "
                         "(default: [checkout] product_floor of the settings; unset: off)")
+    s.add_argument("--adapt", action=argparse.BooleanOptionalAction, default=None,
+                   help="the store's own similarity learned from the catalogue's views "
+                        "(default: [recognition] adapt of the settings)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval_stream)
 

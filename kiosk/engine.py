@@ -50,7 +50,7 @@ class Engine:
     def __init__(self, catalog: Catalog, embedder: Embedder, detector: Detector,
                  decider: Decider | None = None, index_path: Path | None = None,
                  text_reader=None, text_backfill_limit: int | None = TEXT_BACKFILL_LIMIT,
-                 progress=None, defer_text: bool = False) -> None:
+                 progress=None, defer_text: bool = False, adaptation=None) -> None:
         from kiosk.progress import EMBED, TEXT, throttled
         from kiosk.text import TextProfiles
 
@@ -59,6 +59,8 @@ class Engine:
         self.embedder = embedder
         self.detector = detector
         self.decider = decider or Decider()
+        # the store's own adaptation of the similarity (kiosk.adapt), refit from the gallery
+        self.adaptation = adaptation
         self._view_of: dict[int, str] = {}  # gallery row -> its view (per-product thresholds)
         if self.decider.product_floor is not None:
             from kiosk.decide import ProductFloors
@@ -119,14 +121,17 @@ class Engine:
              threshold: float | None = None, k: int | None = None,
              unsure_margin: float | None = None, product_floor: float | None = None,
              text_reader=None, text_backfill_limit: int | None = None,
-             progress=None, defer_text: bool = False) -> "Engine":
+             progress=None, defer_text: bool = False, adapt: bool | None = None,
+             adapt_strength: float | None = None) -> "Engine":
         """Open the catalogue at ``db_path``: re-embed pictures of another model, read missing
         pack text (unless ``defer_text``: then :meth:`start_reading_text` reads it later) and
         load or build the vector index.  ``progress(stage, done, total)`` (stages of
         :mod:`kiosk.progress`: "embed", "text", "index") is told how that goes, at most
-        about ten times a second, on the calling thread."""
+        about ten times a second, on the calling thread.  ``adapt``: learn the store's own
+        similarity from the gallery (:mod:`kiosk.adapt`; None: the ``[recognition]`` default),
+        ``adapt_strength`` its shrinkage."""
         from kiosk.images import load_image
-        from kiosk.settings import CheckoutSettings
+        from kiosk.settings import CheckoutSettings, RecognitionSettings
 
         db_path = Path(db_path)
         catalog = Catalog(db_path)
@@ -144,8 +149,15 @@ class Engine:
                            else CheckoutSettings().product_floor),
         )
         kw = {} if text_backfill_limit is None else {"text_backfill_limit": text_backfill_limit}
+        defaults = RecognitionSettings()
+        adaptation = None
+        if adapt if adapt is not None else defaults.adapt:
+            from kiosk.adapt import Adaptation
+
+            adaptation = Adaptation(adapt_strength if adapt_strength is not None
+                                    else defaults.adapt_strength)
         return cls(catalog, embedder, detector, decider, text_reader=text_reader,
-                   progress=progress, defer_text=defer_text, **kw)
+                   progress=progress, defer_text=defer_text, adaptation=adaptation, **kw)
 
     # ------------------------------------------------------------ internals
     def _sync_index(self, progress=None) -> None:
@@ -155,6 +167,24 @@ class Engine:
             self.index_path, self.embedder.model_id, self.embedder.dim, ids,
             self.catalog.gallery_vectors_for, progress=progress)
         self._refresh_skus(ids, skus)
+        self._refit()
+
+    def _refit(self) -> None:
+        """Refit the store's adaptation on the live gallery: the rows are read under the
+        engine lock, the fit is solved off it (a large catalogue takes seconds) and installed
+        under it.  Callers must not hold the lock, or recognition waits for the fit."""
+        if self.adaptation is None:
+            return
+        with self._lock:
+            ids = np.asarray(list(self._sku_of), np.int64)
+            labels = [self._sku_of[i] for i in ids.tolist()]
+            big = len(ids) > self.adaptation.max_rows
+            vectors = None if big else self.index.vectors_for(ids)
+        fit = {} if big else self.adaptation.solve(ids, vectors, labels)
+        with self._lock:
+            self.adaptation.install(fit)
+            if self.decider.floors is not None:
+                self.decider.floors.invalidate()
 
     def _refresh_skus(self, ids: np.ndarray | None = None, skus: list[str] | None = None
                       ) -> None:
@@ -177,8 +207,11 @@ class Engine:
         ids = self._ids_of.get(sku, [])
         if not ids:
             return np.zeros((0, self.embedder.dim), np.float32), []
-        return (self.index.vectors_for(np.asarray(ids, np.int64)),
-                [self._view_of.get(i, i) for i in ids])
+        if self.adaptation is not None and self.adaptation.active:
+            vectors = self.adaptation.vectors_of(ids, self.index.vectors_for)
+        else:
+            vectors = self.index.vectors_for(np.asarray(ids, np.int64))
+        return vectors, [self._view_of.get(i, i) for i in ids]
 
     # ------------------------------------------------------------ pack text
     def _refresh_text(self) -> None:
@@ -450,7 +483,7 @@ class Engine:
         v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
         with self._lock:
             return retrieve_and_decide(self.index, self._sku_of, self.decider, v,
-                                       len(self._ids_of), timings)
+                                       len(self._ids_of), timings, self.adaptation)
 
     def lookup_product(self, sku: str | None) -> Product | None:
         """:meth:`product`, falling back to the catalogue for products added since start-up
@@ -536,6 +569,7 @@ class Engine:
                 if len(missing):
                     self.index.add(missing, self.catalog.gallery_vectors_for(missing))
                 self._refresh_skus()
+            self._refit()
         elif event.kind in (ev.PRODUCT_ADDED, ev.PRODUCT_EDITED, ev.PRICE):
             with self._lock:
                 for sku in event.skus:
@@ -557,6 +591,9 @@ class Engine:
             self.index.add(ids, vectors)
             self._sku_of.update((i, product.sku) for i in ids.tolist())
             self._ids_of.setdefault(product.sku, []).extend(ids.tolist())
+            due = self.adaptation is not None and self.adaptation.added(ids, vectors)
+        if due:
+            self._refit()
 
     # ------------------------------------------------------------- enrolment
     def cut_view(self, frame: np.ndarray) -> tuple[int, np.ndarray | None]:
@@ -762,7 +799,10 @@ class Engine:
                     self._ids_of[sku].remove(i)
                     if self.decider.floors is not None:
                         self.decider.floors.invalidate([sku])
+            due = self.adaptation is not None and self.adaptation.removed(ids)
             self._refresh_text()
+        if due:
+            self._refit()
 
     def vectors_of(self, sku: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of the live gallery rows of ``sku`` in the index."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 import cv2
 import numpy as np
 
+from kiosk.adapt import search as adapted_search
 from kiosk.basket import Receipt
 from kiosk.decide import Decision
 from kiosk.detect import item_crop
@@ -196,23 +197,24 @@ def _margin(d: Decision) -> float:
 
 
 def retrieve_and_decide(index, sku_of, decider, vectors: np.ndarray, n_products: int,
-                        timings: dict | None = None) -> list[Decision]:
+                        timings: dict | None = None, adaptation=None) -> list[Decision]:
     """The nearest gallery views of each (L2-normalised) embedding in ``index`` (``sku_of``:
     gallery row -> product; ``n_products`` products in it) and the ``decider``'s decision.
     Items whose nearest ``search_k`` views name fewer than ``max_candidates`` products (many
     views of a few look-alikes) are searched again, wider, so that the cashier sees the best
     distinct products and the margin sees the best other one.  ``timings``: search / decide
-    (ms) are put there."""
+    (ms) are put there.  ``adaptation``: the store's :class:`kiosk.adapt.Adaptation`, which
+    re-scores the nearest views (None: the model's similarity)."""
     v = np.ascontiguousarray(vectors, np.float32)
     t0 = time.perf_counter()
-    nb = index.search(v, k=decider.search_k)
+    nb = adapted_search(index, v, decider.search_k, adaptation)
     t1 = time.perf_counter()
     decisions = decider.decide(nb, sku_of)
     want = min(decider.max_candidates, n_products)
     redo = [i for i, d in enumerate(decisions) if len(d.candidates) < want]
     k = min(index.n_live, decider.search_k * 8)
     if redo and k > decider.search_k:
-        wide_nb = index.search(np.ascontiguousarray(v[redo]), k=k)
+        wide_nb = adapted_search(index, np.ascontiguousarray(v[redo]), k, adaptation)
         for row, i in enumerate(redo):
             wide = decider.decide_one(*wide_nb.row(row), sku_of)
             if wide.sku == decisions[i].sku:  # (the vote is the same: its first k agree)

@@ -169,6 +169,11 @@ class RecognitionSettings:
     model: str | None = _opt("recognition model folder (unset: the built-in model); `kiosk "
                              "train --from-catalog` sets it when its model is better", _text,
                              example='"/srv/kiosk/models/catalog-20250101-120000"')
+    adapt: bool = _opt("learn the store's own similarity from the catalogue's views (how "
+                       "pictures of one product differ is weighed less), refit as views are "
+                       "learned", _bool, True)
+    adapt_strength: float = _opt("shrinkage of that adaptation: larger is gentler",
+                                 _float(0.01, 100.0), 1.0)
 
 
 @dataclass(frozen=True)
@@ -226,7 +231,7 @@ class CheckoutSettings:
                                  _float(0.5, 600.0), 10.0)
     unsure_margin: float = _opt("an item whose two best products are closer than this is sent "
                                 "to the cashier instead of being charged (`kiosk calibrate` "
-                                "measures it)", _float(0.0, 1.0), 0.06)
+                                "measures it)", _float(0.0, 1.0), 0.05)
     product_floor: float | None = _opt(
         "per-product thresholds: an item is only charged as a product when its similarity "
         "reaches that product's usual similarity between its own views less this (unset: "

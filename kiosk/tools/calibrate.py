@@ -64,7 +64,13 @@ def replay_views(engine, chunk: int = 256, max_views: int | None = 2000, seed: i
     with engine._lock:
         sku_of = dict(engine._sku_of)
         ids = np.asarray(sorted(sku_of), np.int64)
-        vectors = engine.index.vectors_for(ids) if len(ids) else np.zeros((0, 1), np.float32)
+        if not len(ids):
+            vectors = np.zeros((0, 1), np.float32)
+        elif engine.adaptation is not None and engine.adaptation.active:
+            # the similarity the checkout decides by (kiosk.adapt)
+            vectors = engine.adaptation.vectors_of(ids, engine.index.vectors_for)
+        else:
+            vectors = engine.index.vectors_for(ids)
     view_of = engine.catalog.gallery_view_of(engine.embedder.model_id)
     group = [(sku_of[i], view_of.get(i, str(i))) for i in ids.tolist()]
     groups: dict[tuple, list[int]] = {}

@@ -134,7 +134,7 @@ def take_model(catalog: Catalog, current, new, folder: Path, result: dict | None
 
 
 def train_from_catalog(db: Path, current, out_dir: Path, *, base_lists=(), cfg=None,
-                       holdout: float = 0.2, unsure_margin: float = 0.06,
+                       holdout: float = 0.2, unsure_margin: float | None = None,
                        swap: bool = True, settings=None, settings_path: Path | None = None,
                        cache_dir: Path | None = None, log_fn: Callable[[str], None] = lambda m: None) -> dict:
     """The whole job (see the module docstring); returns the report (``swapped``: whether
@@ -145,7 +145,10 @@ def train_from_catalog(db: Path, current, out_dir: Path, *, base_lists=(), cfg=N
     from kiosk.engine import model_threshold
     from kiosk.tools.train import run_training
     from kiosk.embed.model import TrainConfig
+    from kiosk.settings import CheckoutSettings
 
+    if unsure_margin is None:
+        unsure_margin = CheckoutSettings().unsure_margin
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     if out_dir.exists():

@@ -65,7 +65,7 @@ def _rates(outcomes: Sequence[str]) -> dict:
 def run_stream(embedder, gallery_list: str | Path, query_lists: Sequence[str | Path], *,
                learn: str = "none", seed: int = 0, text_reader=None, settings=None,
                unsure_margin: float | None = None, threshold: float | None = None,
-               product_floor: float | None = None,
+               product_floor: float | None = None, adapt: bool | None = None,
                progress: Callable[[str, int, int], None] | None = None,
                details: bool = False) -> dict:
     """The replay (see the module docstring); returns the report dict (with ``details``: also
@@ -104,9 +104,10 @@ def run_stream(embedder, gallery_list: str | Path, query_lists: Sequence[str | P
             threshold = settings.recognition.threshold
         if product_floor is None:
             product_floor = settings.checkout.product_floor
+        adapt_kw = {} if adapt is None else {"adapt": adapt}
         engine = open_engine(db, settings, embedder=embedder, threshold=threshold,
                              unsure_margin=unsure_margin, product_floor=product_floor,
-                             text_reader=text_reader, text_backfill_limit=10 ** 9)
+                             text_reader=text_reader, text_backfill_limit=10 ** 9, **adapt_kw)
         try:
             known = {p.sku for p in engine.catalog.list_products(active_only=False)}
             learner = None
@@ -155,7 +156,8 @@ def run_stream(embedder, gallery_list: str | Path, query_lists: Sequence[str | P
                       "views_added": added,
                       "ms_per_item": round(1e3 * elapsed / n, 2),
                       "learn": learn, "seed": seed, "unsure_margin": unsure_margin, "product_floor": product_floor,
-                      "threshold": engine.decider.threshold, "text": text_reader is not None}
+                      "threshold": engine.decider.threshold, "text": text_reader is not None,
+                      "adapt": engine.adaptation is not None}
             if details:
                 report["items"] = items
             return report

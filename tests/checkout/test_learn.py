@@ -187,6 +187,31 @@ def test_undo_takes_a_learned_view_out_at_once_and_purge_deletes_it(engine, cola
         reopened.catalog.close()
 
 
+def test_learned_views_refit_the_stores_adaptation_and_undo_refits_it_again(engine, crops):
+    a = engine.adaptation
+    assert a is not None and a.active  # on by default ([recognition] adapt)
+    fits = a.fits
+    learner = Learner(engine, LearnPolicy(near_duplicate=0.999))
+    views = [crops[(s, v)] for s in ("DEMO-002", "DEMO-003", "DEMO-006", "DEMO-009")
+             for v in (7, 8)]
+    added = [learner(v, "NEW-1", cashier="C001") for v in views[:5]]
+    assert all(r.status == "added" for r in added)
+    # five views, each as cut and half-turned: ten rows, one refit (refit_every 10)
+    assert a.fits == fits + 1
+    # the checkout decides by the adapted similarity: the score of a learned view's own
+    # picture is its adapted cosine with itself, whatever the model's similarity says
+    ids, vectors = engine.vectors_of("NEW-1")
+    q = engine.embedder.embed([views[0]]).vectors
+    d = engine.decide_vectors(q)[0]
+    assert d.sku == "NEW-1"
+    assert d.score == pytest.approx(float((a.transform(q) @ a.vectors_of(ids, None).T).max()),
+                                    abs=2e-3)
+    for n, r in enumerate(added[:4]):  # each undone view stops weighing at once: a refit
+        learner.undo(r.view_id)
+        assert a.fits == fits + 2 + n
+    assert not set(engine.vectors_of("NEW-1")[0].tolist()) - set(a._rows)
+
+
 def test_one_cashier_cannot_flood_a_product(engine, crops):
     clock = Clock(50_000.0)
     learner = Learner(engine, LearnPolicy(per_cashier_per_product_per_hour=2,

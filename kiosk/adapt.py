@@ -1,0 +1,194 @@
+"""Between retrieve and decide: the store's own adaptation of the similarity.
+
+The model was trained on other products and other cameras.  The catalogue, though, knows which
+of its pictures show the same product: the enrolment views and every view learned from a
+cashier's answer (:mod:`kiosk.checkout.learn`).  How those pictures of one product differ from
+each other (light, angle, the kiosk's own camera against the enrolment photos, a half-turn) is
+variation the decision should ignore; what tells two products apart is what is left.
+
+:class:`Adaptation` learns that from the catalogue: the within-class covariance ``S`` of the
+gallery's vectors (each centred on its product's mean), shrunk towards the identity
+(``S + eps I`` with ``eps = strength x trace(S) / dim``), and compares items through
+``(S + eps I)^(-1/2)`` ("within-class covariance normalisation"), re-normalised so the
+similarity stays a cosine.  Directions in which one product's pictures vary a lot count less,
+so look-alikes (one flavour against another) separate more.  It is a closed-form refit from the
+vectors the catalogue already holds: no training, milliseconds for a store's catalogue, and it
+follows every learned view (refit after ``refit_every`` new views).
+
+Only the low-rank part is stored: with the eigenvectors ``B`` (k x dim) of ``S`` and eigenvalues
+``l``, ``x -> x + ((x B^T) * c) B`` with ``c = sqrt(eps / (l + eps)) - 1`` (the rest of the
+space is scaled by a constant, which the normalisation removes).
+
+The index keeps the model's own vectors (no rebuild on a refit): the nearest ``rescore_k``
+views by the model's similarity are re-scored in the adapted space, and the decision sees those
+scores.  Catalogues larger than ``max_rows`` gallery rows are not adapted (the transformed
+copies are kept in memory; see README, "Asking instead of guessing").
+
+Measured on the held-out split of ``kiosk split-dev`` (README): recall@1 of known products in a
+new session 0.852 -> 0.877, of newly enrolled look-alikes 0.828 -> 0.883 (strength 1).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from kiosk.retrieve import Neighbours
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STRENGTH = 1.0
+DEFAULT_REFIT_EVERY = 10
+DEFAULT_MAX_ROWS = 20000
+DEFAULT_RESCORE_K = 60
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _apply(x: np.ndarray, basis: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return _normalised(x + ((x @ basis.T) * coef) @ basis)
+
+
+class Adaptation:
+    """The store's within-class normalisation (module docstring).  Not thread-safe: the engine
+    calls it under its lock."""
+
+    def __init__(self, strength: float = DEFAULT_STRENGTH,
+                 refit_every: int = DEFAULT_REFIT_EVERY, max_rows: int = DEFAULT_MAX_ROWS,
+                 rescore_k: int = DEFAULT_RESCORE_K) -> None:
+        if not strength > 0:
+            raise ValueError("strength must be positive")
+        if refit_every < 1 or max_rows < 2 or rescore_k < 1:
+            raise ValueError("refit_every, max_rows and rescore_k must be positive")
+        self.strength = float(strength)
+        self.refit_every = int(refit_every)
+        self.max_rows = int(max_rows)
+        self.rescore_k = int(rescore_k)
+        self._basis: np.ndarray | None = None  # (k, dim) float32
+        self._coef: np.ndarray | None = None  # (k,) float32
+        self._rows: dict[int, np.ndarray] = {}  # gallery row -> adapted vector
+        self._pending = 0  # views added or removed since the last fit
+        self.fits = 0
+
+    # ------------------------------------------------------------------ state
+    @property
+    def active(self) -> bool:
+        return self._basis is not None
+
+    def fit(self, ids: np.ndarray, vectors: np.ndarray, labels: Sequence[str]) -> bool:
+        """Learn from the live gallery rows ``ids`` (their model ``vectors``, product
+        ``labels``); returns whether the adaptation is active (it is not with fewer than two
+        products having two rows each, or more than ``max_rows`` rows).  The same as
+        :meth:`install` of :meth:`solve`."""
+        return self.install(self.solve(ids, vectors, labels))
+
+    def solve(self, ids: np.ndarray, vectors: np.ndarray, labels: Sequence[str]) -> dict:
+        """The fit of :meth:`fit`, without changing this adaptation (the engine solves off its
+        lock, then installs under it)."""
+        ids = np.asarray(ids, np.int64)
+        if len(ids) > self.max_rows:
+            log.info("store adaptation off: %d gallery rows (more than %d)", len(ids),
+                     self.max_rows)
+            return {}
+        v = np.asarray(vectors, np.float32)
+        groups: dict[str, list[int]] = {}
+        for n, sku in enumerate(labels):
+            groups.setdefault(sku, []).append(n)
+        parts = [v[g] - v[g].mean(axis=0) for g in groups.values() if len(g) >= 2]
+        if len(parts) < 2:
+            return {}
+        x = np.concatenate(parts).astype(np.float64)
+        if len(x) <= x.shape[1]:  # few rows: from the rows' own decomposition
+            _, sv, basis = np.linalg.svd(x, full_matrices=False)
+            lam = sv ** 2 / len(x)
+        else:  # many rows: from the covariance
+            lam, vecs = np.linalg.eigh(x.T @ x / len(x))
+            lam, basis = lam[::-1], vecs[:, ::-1].T
+        keep = lam > max(lam.max(), 0.0) * 1e-9
+        if not keep.any():
+            return {}
+        eps = self.strength * lam[lam > 0].sum() / v.shape[1]
+        fit = {"basis": basis[keep].astype(np.float32),
+               "coef": (np.sqrt(eps / (lam[keep] + eps)) - 1.0).astype(np.float32)}
+        fit["rows"] = dict(zip(ids.tolist(), _apply(v, fit["basis"], fit["coef"])))
+        return fit
+
+    def install(self, fit: dict) -> bool:
+        """Take a :meth:`solve` result (empty: off); returns whether the adaptation is active.
+        Rows added since the solve are transformed when first searched."""
+        self._pending = 0
+        self._basis = fit.get("basis")
+        self._coef = fit.get("coef")
+        self._rows = dict(fit.get("rows", {}))
+        if self._basis is None:
+            return False
+        self.fits += 1
+        return True
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Model vectors (N, dim) -> adapted, L2-normalised vectors (unchanged when inactive)."""
+        x = np.asarray(x, np.float32)
+        if self._basis is None:
+            return _normalised(x)
+        return _apply(x, self._basis, self._coef)
+
+    def added(self, ids: np.ndarray, vectors: np.ndarray) -> bool:
+        """New live rows; returns True when a refit is due."""
+        if self._basis is not None:
+            self._rows.update(zip(np.asarray(ids, np.int64).tolist(), self.transform(vectors)))
+        self._pending += len(ids)
+        return self._pending >= self.refit_every
+
+    def removed(self, ids: Sequence[int]) -> bool:
+        """Rows taken out; returns True when a refit is due: at once, when the adaptation had
+        learned from any of them (a wrong answer undone must stop weighing)."""
+        n = 0
+        for i in ids:
+            n += self._rows.pop(int(i), None) is not None
+        self._pending += n
+        return n > 0 or self._pending >= self.refit_every
+
+    def vectors_of(self, ids: Sequence[int], fallback) -> np.ndarray:
+        """Adapted vectors of gallery rows; ``fallback(ids)`` gives model vectors of rows not
+        cached (then transformed and cached)."""
+        ids = [int(i) for i in ids]
+        missing = [i for i in ids if i not in self._rows]
+        if missing:
+            self._rows.update(zip(missing, self.transform(fallback(np.asarray(missing,
+                                                                              np.int64)))))
+        if not ids:
+            return np.zeros((0, 0 if self._basis is None else self._basis.shape[1]),
+                            np.float32)
+        return np.stack([self._rows[i] for i in ids])
+
+    # ----------------------------------------------------------------- search
+    def rescore(self, queries: np.ndarray, nb: Neighbours, fallback) -> Neighbours:
+        """Re-score the model's nearest rows ``nb`` of the (model, L2-normalised) ``queries``
+        in the adapted space, each row sorted best first (-1 ids stay last)."""
+        q = self.transform(queries)
+        ids = np.full_like(nb.ids, -1)
+        scores = np.full(nb.scores.shape, -np.inf, np.float32)
+        for r in range(len(nb)):
+            row_ids, _ = nb.row(r)
+            if not len(row_ids):
+                continue
+            s = self.vectors_of(row_ids, fallback) @ q[r]
+            order = np.argsort(-s, kind="stable")
+            ids[r, : len(order)] = row_ids[order]
+            scores[r, : len(order)] = s[order]
+        return Neighbours(ids, scores)
+
+
+def search(index, vectors: np.ndarray, k: int, adaptation: Adaptation | None) -> Neighbours:
+    """The ``k`` nearest rows of ``index`` for (L2-normalised) ``vectors``: by the model's
+    similarity, or, with an active ``adaptation``, the nearest ``max(k, rescore_k)`` by the
+    model re-scored in the adapted space."""
+    if adaptation is None or not adaptation.active:
+        return index.search(vectors, k=k)
+    nb = index.search(vectors, k=min(max(k, adaptation.rescore_k), max(index.n_live, 1)))
+    return adaptation.rescore(vectors, nb, index.vectors_for)
+
