@@ -168,19 +168,22 @@ class Adaptation:
     # ----------------------------------------------------------------- search
     def rescore(self, queries: np.ndarray, nb: Neighbours, fallback) -> Neighbours:
         """Re-score the model's nearest rows ``nb`` of the (model, L2-normalised) ``queries``
-        in the adapted space, each row sorted best first (-1 ids stay last)."""
+        in the adapted space, each row sorted best first (-1 ids stay last); the model's own
+        scores ride along (``model_scores``: per-product thresholds are on those)."""
         q = self.transform(queries)
         ids = np.full_like(nb.ids, -1)
         scores = np.full(nb.scores.shape, -np.inf, np.float32)
+        model = np.full(nb.scores.shape, -np.inf, np.float32)
         for r in range(len(nb)):
-            row_ids, _ = nb.row(r)
+            row_ids, row_model = nb.row(r)
             if not len(row_ids):
                 continue
             s = self.vectors_of(row_ids, fallback) @ q[r]
             order = np.argsort(-s, kind="stable")
             ids[r, : len(order)] = row_ids[order]
             scores[r, : len(order)] = s[order]
-        return Neighbours(ids, scores)
+            model[r, : len(order)] = row_model[order]
+        return Neighbours(ids, scores, model)
 
 
 def search(index, vectors: np.ndarray, k: int, adaptation: Adaptation | None) -> Neighbours:

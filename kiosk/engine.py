@@ -207,11 +207,9 @@ class Engine:
         ids = self._ids_of.get(sku, [])
         if not ids:
             return np.zeros((0, self.embedder.dim), np.float32), []
-        if self.adaptation is not None and self.adaptation.active:
-            vectors = self.adaptation.vectors_of(ids, self.index.vectors_for)
-        else:
-            vectors = self.index.vectors_for(np.asarray(ids, np.int64))
-        return vectors, [self._view_of.get(i, i) for i in ids]
+        # the model's own vectors, even with the store's adaptation (Decider.below)
+        return (self.index.vectors_for(np.asarray(ids, np.int64)),
+                [self._view_of.get(i, i) for i in ids])
 
     # ------------------------------------------------------------ pack text
     def _refresh_text(self) -> None:

@@ -216,7 +216,7 @@ def retrieve_and_decide(index, sku_of, decider, vectors: np.ndarray, n_products:
     if redo and k > decider.search_k:
         wide_nb = adapted_search(index, np.ascontiguousarray(v[redo]), k, adaptation)
         for row, i in enumerate(redo):
-            wide = decider.decide_one(*wide_nb.row(row), sku_of)
+            wide = decider.decide_one(*wide_nb.row(row), sku_of, wide_nb.model_row(row))
             if wide.sku == decisions[i].sku:  # (the vote is the same: its first k agree)
                 decisions[i] = wide
     t2 = time.perf_counter()

@@ -61,6 +61,8 @@ class Neighbours:
 
     ids: np.ndarray  # (Q, k) int64
     scores: np.ndarray  # (Q, k) float32
+    # the model's own cosine scores when ``scores`` were re-scored (kiosk.adapt), else None
+    model_scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,6 +70,12 @@ class Neighbours:
     def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         keep = self.ids[i] >= 0
         return self.ids[i][keep], self.scores[i][keep]
+
+    def model_row(self, i: int) -> np.ndarray | None:
+        """The model's own scores of :meth:`row` ``i`` (None when not re-scored)."""
+        if self.model_scores is None:
+            return None
+        return self.model_scores[i][self.ids[i] >= 0]
 
 
 def _give_back_freed_memory() -> None:

@@ -60,17 +60,18 @@ def _rates(out: list[str]) -> dict:
 def replay_views(engine, chunk: int = 256, max_views: int | None = 2000, seed: int = 0):
     """Decisions for each source view of the catalogue with its own view set aside (leave one
     view out) and with its whole product set aside (leave one product out).  Returns
-    (labels, loo_view decisions, loo_product decisions, has_other_views)."""
+    (labels, loo_view decisions, loo_product decisions, has_other_views).
+
+    With the store's adaptation (:mod:`kiosk.adapt`) the decisions are by the adapted
+    similarity, as at the till, but the adaptation is refit here on every other view of each
+    product and only the other views are replayed: an adaptation that learned from a view
+    makes it look closer to its product than any new picture will."""
+    from kiosk.adapt import Adaptation
+
     with engine._lock:
         sku_of = dict(engine._sku_of)
         ids = np.asarray(sorted(sku_of), np.int64)
-        if not len(ids):
-            vectors = np.zeros((0, 1), np.float32)
-        elif engine.adaptation is not None and engine.adaptation.active:
-            # the similarity the checkout decides by (kiosk.adapt)
-            vectors = engine.adaptation.vectors_of(ids, engine.index.vectors_for)
-        else:
-            vectors = engine.index.vectors_for(ids)
+        raw = engine.index.vectors_for(ids) if len(ids) else np.zeros((0, 1), np.float32)
     view_of = engine.catalog.gallery_view_of(engine.embedder.model_id)
     group = [(sku_of[i], view_of.get(i, str(i))) for i in ids.tolist()]
     groups: dict[tuple, list[int]] = {}
@@ -80,6 +81,20 @@ def replay_views(engine, chunk: int = 256, max_views: int | None = 2000, seed: i
     for sku, _ in groups:
         views_of_sku[sku] = views_of_sku.get(sku, 0) + 1
     sources = [rows[0] for rows in groups.values()]
+    vectors = raw
+    adaptation = engine.adaptation
+    if adaptation is not None and adaptation.active:
+        seen: dict[str, int] = {}
+        fit_groups = set()
+        for g in groups:  # every other view of each product (in catalogue order)
+            if seen.get(g[0], 0) % 2 == 0:
+                fit_groups.add(g)
+            seen[g[0]] = seen.get(g[0], 0) + 1
+        fit_rows = [n for n, g in enumerate(group) if g in fit_groups]
+        held = Adaptation(adaptation.strength, max_rows=adaptation.max_rows)
+        if held.fit(ids[fit_rows], raw[fit_rows], [group[n][0] for n in fit_rows]):
+            vectors = held.transform(raw)
+            sources = [r for r in sources if group[r] not in fit_groups]
     if max_views is not None and len(sources) > max_views:  # a large catalogue: a sample
         pick = np.random.default_rng(seed).choice(len(sources), max_views, replace=False)
         sources = [sources[i] for i in sorted(pick)]
@@ -91,7 +106,8 @@ def replay_views(engine, chunk: int = 256, max_views: int | None = 2000, seed: i
     for start in range(0, len(sources), chunk):
         rows = sources[start:start + chunk]
         sims = vectors[rows] @ vectors.T
-        for r, s in zip(rows, sims):
+        model_sims = sims if vectors is raw else raw[rows] @ raw.T
+        for r, s, ms in zip(rows, sims, model_sims):
             label = skus[r]
             labels.append(label)
             has_other.append(views_of_sku[label] >= 2)
@@ -100,7 +116,7 @@ def replay_views(engine, chunk: int = 256, max_views: int | None = 2000, seed: i
                 top = np.argpartition(-s2, min(k, len(s2) - 1))[:k]
                 top = top[np.argsort(-s2[top])]
                 top = top[np.isfinite(s2[top])]
-                out.append(engine.decider.decide_one(ids[top], s2[top], sku_of))
+                out.append(engine.decider.decide_one(ids[top], s2[top], sku_of, ms[top]))
     return labels, by_view, by_product, has_other
 
 

@@ -409,14 +409,19 @@ def test_per_product_thresholds_from_each_products_own_views():
     assert decider.decide_one(np.array([1, 0]), np.array([0.60, 0.2]), sku_of).sku == "Q"
 
 
+# with the store's adaptation, calibrate refits it on every other view of each product and
+# replays only the others (an adaptation makes the views it learned from look too close)
+@pytest.mark.parametrize("adapt, views", [("true", 13 * 2), ("false", 13 * 5)])
 def test_calibrate_sets_the_operating_point_from_the_catalogues_views(capsys, tmp_path,
-                                                                       copy_demo_db):
+                                                                       copy_demo_db, adapt,
+                                                                       views):
     from kiosk.cli import main
     from kiosk.settings import load_settings
 
     db = copy_demo_db(tmp_path / "store")
     settings = tmp_path / "settings.toml"
-    settings.write_text("[store]\nname = \"测试店\"\n", encoding="utf-8")
+    settings.write_text(f"[store]\nname = \"测试店\"\n[recognition]\nadapt = {adapt}\n",
+                        encoding="utf-8")
     capsys.readouterr()
     rc = main(["--settings", str(settings), "calibrate", "--db", str(db), "--silent-rate",
                "0.01", "--json"])
@@ -424,7 +429,7 @@ def test_calibrate_sets_the_operating_point_from_the_catalogues_views(capsys, tm
     assert rc == 0 and report["reached"]
     assert report["expected"]["silent_rate"] <= 0.01
     assert {"ok_rate", "silent_rate", "cashier_rate"} == set(report["expected"])
-    assert report["views"] == 13 * 5  # source views only, not their half-turned copies
+    assert report["views"] == views  # source views only, not their half-turned copies
     written = load_settings(settings)
     assert written.checkout.unsure_margin == report["unsure_margin"]
     assert written.checkout.product_floor == report["product_floor"]
