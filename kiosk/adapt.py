@@ -102,9 +102,13 @@ class Adaptation:
         if len(parts) < 2:
             return {}
         x = np.concatenate(parts).astype(np.float64)
-        if len(x) <= x.shape[1]:  # few rows: from the rows' own decomposition
-            _, sv, basis = np.linalg.svd(x, full_matrices=False)
-            lam = sv ** 2 / len(x)
+        if len(x) <= x.shape[1]:  # few rows: from their Gram matrix (N x N, the fastest)
+            gram, u = np.linalg.eigh(x @ x.T)
+            gram, u = gram[::-1], u[:, ::-1]
+            pos = gram > max(gram.max(), 0.0) * 1e-9
+            gram, u = gram[pos], u[:, pos]
+            basis = (u.T @ x) / np.sqrt(gram)[:, None]  # the right singular vectors
+            lam = gram / len(x)
         else:  # many rows: from the covariance
             lam, vecs = np.linalg.eigh(x.T @ x / len(x))
             lam, basis = lam[::-1], vecs[:, ::-1].T
@@ -171,27 +175,29 @@ class Adaptation:
         in the adapted space, each row sorted best first (-1 ids stay last); the model's own
         scores ride along (``model_scores``: per-product thresholds are on those)."""
         q = self.transform(queries)
-        ids = np.full_like(nb.ids, -1)
-        scores = np.full(nb.scores.shape, -np.inf, np.float32)
-        model = np.full(nb.scores.shape, -np.inf, np.float32)
-        for r in range(len(nb)):
-            row_ids, row_model = nb.row(r)
-            if not len(row_ids):
-                continue
-            s = self.vectors_of(row_ids, fallback) @ q[r]
-            order = np.argsort(-s, kind="stable")
-            ids[r, : len(order)] = row_ids[order]
-            scores[r, : len(order)] = s[order]
-            model[r, : len(order)] = row_model[order]
+        valid = nb.ids >= 0
+        if not valid.any():
+            return Neighbours(nb.ids.copy(), nb.scores.copy(), nb.scores.copy())
+        rows = np.unique(nb.ids[valid])  # sorted: one look-up for every query's rows
+        adapted = self.vectors_of(rows, fallback)
+        col = np.searchsorted(rows, np.where(valid, nb.ids, rows[0]))
+        s = np.einsum("qd,qkd->qk", q, adapted[col]) if len(q) > 1 else (
+            adapted[col[0]] @ q[0])[None]
+        s = np.where(valid, s, -np.inf).astype(np.float32)
+        order = np.argsort(-s, axis=1, kind="stable")  # -inf (no row) stays last
+        ids = np.take_along_axis(np.where(valid, nb.ids, -1), order, axis=1)
+        scores = np.take_along_axis(s, order, axis=1)
+        model = np.take_along_axis(np.where(valid, nb.scores, -np.inf), order, axis=1)
         return Neighbours(ids, scores, model)
 
 
 def search(index, vectors: np.ndarray, k: int, adaptation: Adaptation | None) -> Neighbours:
     """The ``k`` nearest rows of ``index`` for (L2-normalised) ``vectors``: by the model's
-    similarity, or, with an active ``adaptation``, the nearest ``max(k, rescore_k)`` by the
-    model re-scored in the adapted space."""
+    similarity, or, with an active ``adaptation``, the best ``k`` in the adapted space of the
+    nearest ``max(k, rescore_k)`` by the model."""
     if adaptation is None or not adaptation.active:
         return index.search(vectors, k=k)
     nb = index.search(vectors, k=min(max(k, adaptation.rescore_k), max(index.n_live, 1)))
-    return adaptation.rescore(vectors, nb, index.vectors_for)
+    out = adaptation.rescore(vectors, nb, index.vectors_for)
+    return Neighbours(out.ids[:, :k], out.scores[:, :k], out.model_scores[:, :k])
 
