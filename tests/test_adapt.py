@@ -125,3 +125,23 @@ def test_rescore_sorts_best_first_and_keeps_missing_slots_last(store):
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         Adaptation(**kwargs)
+
+
+def test_a_large_catalogue_is_fitted_on_a_sample_and_transformed_as_searched(monkeypatch):
+    import kiosk.adapt as adapt
+
+    monkeypatch.setattr(adapt, "FIT_ROWS", 40)
+    rng = np.random.default_rng(3)
+    n = 200  # 50 products x 4 rows: more than FIT_ROWS
+    v = unit(rng.standard_normal((n, D)))
+    labels = [f"P{i // 4}" for i in range(n)]
+    a = Adaptation()
+    assert a.fit(np.arange(n), v, labels)
+    assert a._rows == {}  # nothing transformed up front
+    got = a.vectors_of([5, 7], lambda ids: v[ids])
+    assert np.allclose(got, a.transform(v[[5, 7]]), atol=1e-6)
+    assert set(a._rows) == {5, 7}
+    groups = {f"P{k}": list(range(4 * k, 4 * k + 4)) for k in range(50)}
+    sample = adapt._sample(groups, 40)
+    assert sum(map(len, sample.values())) <= 40
+    assert all(len(g) >= 2 for g in sample.values())
