@@ -341,6 +341,25 @@ def _project(neck, desc) -> np.ndarray:
         return neck.embed(paddle.to_tensor(desc)).numpy()
 
 
+def _cosine_adamw(lr: float, parameters, cfg: TrainConfig, steps: int):
+    """(schedule, optimiser): AdamW with a cosine schedule over ``steps``, as every training
+    loop here uses."""
+    import paddle
+
+    sched = paddle.optimizer.lr.CosineAnnealingDecay(lr, T_max=steps)
+    return sched, paddle.optimizer.AdamW(learning_rate=sched, weight_decay=cfg.weight_decay,
+                                         parameters=parameters)
+
+
+def _step(*optimisers) -> None:
+    """One step of each (schedule, optimiser) of :func:`_cosine_adamw`."""
+    for _, opt in optimisers:
+        opt.step()
+        opt.clear_grad()
+    for sched, _ in optimisers:
+        sched.step()
+
+
 class _Best:
     """The best epoch's weights by (recall@1, mAP) when each epoch is evaluated (else the
     last), and the training's record."""
@@ -390,9 +409,7 @@ def train_neck(train_desc: np.ndarray, train_labels: Sequence[str], cfg: TrainCo
         neck = Neck(cfg.inputs, cfg.dim, cfg.blend, cfg.plain, BACKBONES[cfg.backbone])
         head = ArcMargin(cfg.dim, len(classes), cfg.scale, cfg.margin)
     steps = max(1, math.ceil(len(x_all) / cfg.batch)) * cfg.epochs
-    sched = paddle.optimizer.lr.CosineAnnealingDecay(cfg.lr, T_max=steps)
-    opt = paddle.optimizer.AdamW(learning_rate=sched, weight_decay=cfg.weight_decay,
-                                 parameters=neck.parameters() + head.parameters())
+    neck_opt = _cosine_adamw(cfg.lr, neck.parameters() + head.parameters(), cfg, steps)
     t0 = time.perf_counter()
     best = _Best(TrainResult(cfg, -1, {}))
     for epoch in range(1, cfg.epochs + 1):
@@ -405,9 +422,7 @@ def train_neck(train_desc: np.ndarray, train_labels: Sequence[str], cfg: TrainCo
                 continue
             loss = head(neck(paddle.to_tensor(x_all[idx])), paddle.to_tensor(y_all[idx]))
             loss.backward()
-            opt.step()
-            opt.clear_grad()
-            sched.step()
+            _step(neck_opt)
             losses.append(float(loss))
         row = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4)}
         best.epoch(epoch, row, neck, evaluate, log_fn)
@@ -489,12 +504,8 @@ def train_tuned(feats: TuneFeatures, train_labels: Sequence[str], cfg: TrainConf
         head = ArcMargin(cfg.dim, len(classes), cfg.scale, cfg.margin)
         model = TunedTail(build_trunk("lite0"), N_BLOCKS - cfg.tune_blocks, neck)
     steps = max(1, math.ceil(len(y_all) / cfg.batch)) * cfg.epochs
-    sched = paddle.optimizer.lr.CosineAnnealingDecay(cfg.lr, T_max=steps)
-    opt = paddle.optimizer.AdamW(learning_rate=sched, weight_decay=cfg.weight_decay,
-                                 parameters=neck.parameters() + head.parameters())
-    tsched = paddle.optimizer.lr.CosineAnnealingDecay(cfg.tune_lr, T_max=steps)
-    topt = paddle.optimizer.AdamW(learning_rate=tsched, weight_decay=cfg.weight_decay,
-                                  parameters=model.tuned_parameters())
+    neck_opt = _cosine_adamw(cfg.lr, neck.parameters() + head.parameters(), cfg, steps)
+    tune_opt = _cosine_adamw(cfg.tune_lr, model.tuned_parameters(), cfg, steps)
     t0 = time.perf_counter()
     best = _Best(TrainResult(cfg, -1, {}))
     for epoch in range(1, cfg.epochs + 1):
@@ -509,12 +520,7 @@ def train_tuned(feats: TuneFeatures, train_labels: Sequence[str], cfg: TrainConf
                         paddle.to_tensor(desc_all[idx]))
             loss = head(emb, paddle.to_tensor(y_all[idx]))
             loss.backward()
-            opt.step()
-            topt.step()
-            opt.clear_grad()
-            topt.clear_grad()
-            sched.step()
-            tsched.step()
+            _step(neck_opt, tune_opt)
             losses.append(float(loss))
         row = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4),
                "seconds": round(time.perf_counter() - t0, 1)}
