@@ -35,6 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
+from kiosk.embed.base import l2_normalize
 from kiosk.retrieve import Neighbours
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,6 @@ DEFAULT_RESCORE_K = 60
 # the fit reads at most this many rows (a per-product sample beyond), so a refit takes at most
 # 1-5 s on a 2-core host, off the engine's lock (0.1 s for the held-out split's 550 rows)
 FIT_ROWS = 1500
-
-
-def _normalised(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def _sample(groups: dict[str, list[int]], n: int, seed: int = 0) -> dict[str, list[int]]:
@@ -66,7 +63,7 @@ def _sample(groups: dict[str, list[int]], n: int, seed: int = 0) -> dict[str, li
 
 def _apply(x: np.ndarray, basis: np.ndarray, coef: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
-    return _normalised(x + ((x @ basis.T) * coef) @ basis)
+    return l2_normalize(x + ((x @ basis.T) * coef) @ basis)
 
 
 class Adaptation:
@@ -157,7 +154,7 @@ class Adaptation:
         """Model vectors (N, dim) -> adapted, L2-normalised vectors (unchanged when inactive)."""
         x = np.asarray(x, np.float32)
         if self._basis is None:
-            return _normalised(x)
+            return l2_normalize(x)
         return _apply(x, self._basis, self._coef)
 
     def added(self, ids: np.ndarray, vectors: np.ndarray) -> bool:
