@@ -132,6 +132,7 @@ class VectorIndex:
         self.ef_search = ef_search
         self._dead: set[int] = set()
         self._selector = None  # rebuilt lazily when tombstones change
+        self._positions: tuple[np.ndarray, np.ndarray] | None = None  # see vectors_for
         self._lock = threading.RLock()
         self.dirty = False  # changed since the last save
 
@@ -203,6 +204,7 @@ class VectorIndex:
                     faiss.omp_set_num_threads(1)
             elif len(ids):
                 self._index.add_with_ids(vecs, ids)
+            self._positions = None
             self.dirty = True
 
     def remove(self, ids) -> None:
@@ -240,12 +242,29 @@ class VectorIndex:
 
     def vectors_for(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of ``ids`` as float32 (decoded: within ~1e-4 of the added ones
-        for kind "fp16")."""
-        out = np.empty((len(ids), self.dim), np.float32)
+        for kind "fp16"); KeyError for an id the index does not hold.  Read straight from
+        the stored codes (both kinds store plain float16 / float32 values), a few
+        microseconds for the 60 rows a re-scored search reads (faiss's own reconstruct,
+        row by row, took ~7 us a row)."""
+        ids = np.asarray(ids, np.int64).reshape(-1)
         with self._lock:
-            for n, i in enumerate(np.asarray(ids, np.int64).tolist()):
-                out[n] = self._index.reconstruct(i)
-        return out
+            if self._positions is None:  # (the row of each id, rebuilt after additions)
+                id_map = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+                order = np.argsort(id_map, kind="stable")
+                self._positions = (id_map[order], order)
+            stored, order = self._positions
+            at = np.minimum(np.searchsorted(stored, ids), max(len(stored) - 1, 0))
+            if len(ids) and (not len(stored) or not np.array_equal(stored[at], ids)):
+                missing = ids[stored[at] != ids] if len(stored) else ids
+                raise KeyError(f"the index holds no vector with id {int(missing[0])}")
+            storage = faiss.downcast_index(faiss.downcast_index(self._index.index).storage)
+            n = int(storage.ntotal)
+            if n == 0:
+                return np.empty((0, self.dim), np.float32)
+            codes = faiss.rev_swig_ptr(storage.codes.data(), n * int(storage.code_size))
+            dtype = np.float16 if self.kind == "fp16" else np.float32
+            # (a view of the index's own memory: only read under the lock, copied out)
+            return codes.view(dtype).reshape(n, self.dim)[order[at]].astype(np.float32)
 
     def reserve(self, n: int) -> None:
         """Make room for ``n`` more vectors at once.  The stored codes are one array that

@@ -54,6 +54,23 @@ def test_scores_and_stored_vectors_match_the_exact_ones(filled):
                                atol=SCORE_TOL[idx.kind])
 
 
+def test_stored_vectors_are_the_index_own_in_any_order_and_an_unknown_id_is_refused(filled):
+    idx, ids, vecs = filled
+    rng = np.random.default_rng(5)
+    more = np.arange(5000, 5040, dtype=np.int64)  # read once, then more added: re-read
+    idx.vectors_for(ids[:3])
+    idx.add(more[::-1], unit(rng, 40))
+    idx.remove(ids[:2])  # tombstoned rows are still stored
+    pick = rng.permutation(np.concatenate([ids, more]))[:90]
+    got = idx.vectors_for(pick)
+    want = np.stack([idx._index.reconstruct(int(i)) for i in pick])  # faiss's own decoding
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.float32 and idx.vectors_for([]).shape == (0, 32)
+    with pytest.raises(KeyError, match="999999"):
+        idx.vectors_for([int(ids[0]), 999999])
+    np.testing.assert_array_equal(idx.vectors_for(pick), got)
+
+
 def test_half_precision_holds_half_the_memory():
     rng = np.random.default_rng(3)
     vecs, ids = unit(rng, 500, d=256), np.arange(500, dtype=np.int64)
