@@ -198,8 +198,9 @@ class Adaptation:
         rows = np.unique(nb.ids[valid])  # sorted: one look-up for every query's rows
         adapted = self.vectors_of(rows, fallback)
         col = np.searchsorted(rows, np.where(valid, nb.ids, rows[0]))
-        s = np.einsum("qd,qkd->qk", q, adapted[col]) if len(q) > 1 else (
-            adapted[col[0]] @ q[0])[None]
+        # every query against every row met (one product of small matrices), then each
+        # query's own rows picked out: no (queries x k x dim) copy of the rows
+        s = np.take_along_axis(q @ adapted.T, col, axis=1)
         s = np.where(valid, s, -np.inf).astype(np.float32)
         order = np.argsort(-s, axis=1, kind="stable")  # -inf (no row) stays last
         ids = np.take_along_axis(np.where(valid, nb.ids, -1), order, axis=1)
