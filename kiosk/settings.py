@@ -263,6 +263,9 @@ class LearningSettings:
                          _choice("auto", "queue"), "auto")
     learn_paid_items: bool = _opt("also learn items charged as recognised once the sale is "
                                   "paid", _bool, False)
+    paid_min_margin: float = _opt(
+        "a paid item is learned only when its pictures put its product at least this far "
+        "ahead of the next one (a close call may be a wrong charge)", _float(0.0, 1.0), 0.10)
     views_per_product: int = _opt("learned views kept per product (enrolment views are never "
                                   "dropped): over it, the view that adds least is dropped",
                                   _int(1, 1000), 20)

@@ -11,7 +11,10 @@ The policy (``[learning]`` in the settings, :class:`LearnPolicy`):
 
 * **what is learned**: cashier answers, barcodes read on unknown items and shoppers' same-price
   choices (``learn_cashier_answers``); items charged as recognised, once paid
-  (``learn_paid_items``, off by default: a silent wrong charge would be learned too);
+  (``learn_paid_items``, off by default: a silent wrong charge would be learned too), and of
+  those only the ones whose pictures named their product clearly: the best product ahead of
+  the next by at least ``paid_min_margin`` (a charge the pictures hardly told from a
+  look-alike is the one most likely wrong, and a wrong view teaches more wrong charges);
 * **approval**: ``auto`` (searchable at once) or ``queue`` (kept aside, not searchable, until
   staff approve it in staff mode);
 * **diversity**: a new view at least ``near_duplicate`` similar to a view the product already
@@ -58,6 +61,7 @@ class LearnPolicy:
     cashier_answers: bool = True
     approval: str = "auto"  # "auto" | "queue"
     paid_items: bool = False
+    paid_min_margin: float = 0.10
     views_per_product: int = 20
     near_duplicate: float = 0.95
     per_cashier_per_product_per_hour: int = 10
@@ -67,6 +71,8 @@ class LearnPolicy:
             raise ValueError("approval must be 'auto' or 'queue'")
         if self.views_per_product < 1 or self.per_cashier_per_product_per_hour < 1:
             raise ValueError("views_per_product and the flood limit must be at least 1")
+        if not 0.0 <= self.paid_min_margin <= 1.0:
+            raise ValueError("paid_min_margin must be in [0, 1]")
 
     @classmethod
     def from_settings(cls, settings: Any) -> "LearnPolicy":
@@ -75,6 +81,7 @@ class LearnPolicy:
             return cls()
         return cls(cashier_answers=bool(s.learn_cashier_answers), approval=str(s.approval),
                     paid_items=bool(s.learn_paid_items),
+                    paid_min_margin=float(s.paid_min_margin),
                     views_per_product=int(s.views_per_product),
                     near_duplicate=float(s.near_duplicate),
                     per_cashier_per_product_per_hour=int(s.per_cashier_per_product_per_hour))
@@ -88,7 +95,9 @@ class LearnResult:
     """What became of one answer.  ``status``: ``added`` (searchable now), ``pending`` (in the
     staff queue), ``duplicate`` (a near-duplicate of a view the product has), ``redundant``
     (stored, then dropped at once for the view budget), ``flood`` (over the cashier's limit),
-    ``off`` (the policy does not learn this source), ``no_product`` (not an active product),
+    ``off`` (the policy does not learn this source), ``unclear`` (a paid item whose pictures
+    did not name it clearly enough, see ``paid_min_margin``), ``no_product`` (not an active
+    product),
     ``queued`` (handed to the background thread)."""
 
     status: str
@@ -138,11 +147,24 @@ class Learner:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}")
         if not self.policy.wants(source):
             return LearnResult("off")
+        if not self._clear_enough(source, decision):
+            return LearnResult("unclear")
         if self.background:
             self._start()
             self._queue.put((crop, sku, cashier, source, decision))
             return LearnResult("queued")
         return self.learn(crop, sku, cashier=cashier, source=source, decision=decision)
+
+    def _clear_enough(self, source: str, decision) -> bool:
+        """Whether an answer of ``source`` may be learned as far as its ``decision`` goes: a
+        person's answer always; a paid item only when it was charged as recognised, sure and by
+        its pictures (not its pack's words), its best product ahead of the next by
+        ``paid_min_margin`` at least (no decision: not learned)."""
+        if source != "paid":
+            return True
+        if decision is None or decision.unknown or decision.unsure or decision.by_text:
+            return False
+        return float(decision.margin) >= self.policy.paid_min_margin
 
     def _start(self) -> None:
         with self._lock:
@@ -178,6 +200,8 @@ class Learner:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}")
         if not self.policy.wants(source):
             return LearnResult("off")
+        if not self._clear_enough(source, decision):
+            return LearnResult("unclear")
         p = self.engine.lookup_product(sku)
         if p is None or not p.active:
             return LearnResult("no_product")

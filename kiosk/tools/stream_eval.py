@@ -15,7 +15,8 @@ kiosk's one recognition path (:mod:`kiosk.pipeline`).  Each item ends as
 With ``learn="cashier"`` every cashier answer goes through the kiosk's own
 :class:`kiosk.checkout.learn.Learner` under the ``[learning]`` settings (as the checkout session's
 ``on_answer``); ``learn="all"``: items accepted are learned too, as charged (as
-``learn_paid_items`` does at the kiosk, wrong charges included).  Time runs at
+``learn_paid_items`` does at the kiosk, under its ``paid_min_margin``: a wrong charge whose
+pictures were clear is learned too).  Time runs at
 ``SECONDS_PER_ITEM`` per item for the learner's per-hour flood limit (one cashier).
 
 The query images are embedded in batches first (an embedding does not depend on the gallery),

@@ -116,6 +116,41 @@ def test_paid_items_are_learned_only_when_the_settings_say_so(engine):
     assert engine.catalog.learned_views("DEMO-009") == []
 
 
+# a paid item is learned only when its pictures named it clearly (a close call may be a wrong
+# charge, and a wrong view teaches more of them); a person's answer is learned whatever the call
+PAID_RULES = [
+    # name, source, decision (None: none), status
+    ("paid, clearly ahead by its pictures", "paid", dict(margin=0.25), "added"),
+    ("paid, exactly at paid_min_margin", "paid", dict(margin=0.10), "added"),
+    ("paid, no other product near", "paid", dict(), "added"),
+    ("paid, a close call", "paid", dict(margin=0.06), "unclear"),
+    ("paid, unsure (accepted at the same price)", "paid", dict(margin=0.3, unsure=True),
+     "unclear"),
+    ("paid, settled by the pack's words", "paid", dict(margin=0.3, by_text=True), "unclear"),
+    ("paid, no decision", "paid", None, "unclear"),
+    ("the cashier's answer to a close call", "cashier", dict(margin=0.01, unsure=True),
+     "added"),
+]
+
+
+@pytest.mark.parametrize("name, source, decision, status", PAID_RULES,
+                         ids=[r[0] for r in PAID_RULES])
+def test_paid_items_are_learned_only_when_their_pictures_were_clear(engine, crops, name,
+                                                                    source, decision, status):
+    from kiosk.decide import Decision
+
+    policy = LearnPolicy(paid_items=True, near_duplicate=0.999)
+    assert policy.paid_min_margin == 0.10
+    d = None if decision is None else Decision("DEMO-002", 0.9, False, **decision)
+    r = Learner(engine, policy)(crops[("DEMO-002", 7)], "DEMO-002", source=source,
+                                cashier="C001" if source == "cashier" else None, decision=d)
+    assert r.status == status
+    views = engine.catalog.learned_views("DEMO-002")
+    assert len(views) == (status == "added")
+    with pytest.raises(ValueError):
+        LearnPolicy(paid_min_margin=1.5)
+
+
 # ------------------------------------------------------------------ diversity and budget
 def test_a_near_duplicate_view_is_dropped(engine, crops):
     learner = Learner(engine, LearnPolicy(near_duplicate=0.95))
