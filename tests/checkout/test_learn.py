@@ -465,6 +465,15 @@ def test_calibrate_sets_the_operating_point_from_the_catalogues_views(capsys, tm
     assert report["expected"]["silent_rate"] <= 0.01
     assert {"ok_rate", "silent_rate", "cashier_rate"} == set(report["expected"])
     assert report["views"] == views  # source views only, not their half-turned copies
+    # never below the kiosk's default margin, whatever the catalogue's own views allow
+    assert report["min_margin"] == 0.05 and report["unsure_margin"] >= 0.05
+    assert min(r["unsure_margin"] for r in report["table"]) == 0.0  # (measured all the same)
+    rc = main(["--settings", str(settings), "calibrate", "--db", str(db), "--silent-rate",
+               "0.01", "--min-margin", "0", "--dry-run", "--json"])
+    alone = json.loads(capsys.readouterr().out)
+    assert rc == 0 and alone["unsure_margin"] <= report["unsure_margin"]
+    assert report["held_at_min_margin"] == (alone["unsure_margin"] < 0.05)
+    assert not alone["held_at_min_margin"] and "settings" not in alone
     written = load_settings(settings)
     assert written.checkout.unsure_margin == report["unsure_margin"]
     assert written.checkout.product_floor == report["product_floor"]
