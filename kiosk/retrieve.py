@@ -243,9 +243,10 @@ class VectorIndex:
     def vectors_for(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of ``ids`` as float32 (decoded: within ~1e-4 of the added ones
         for kind "fp16"); KeyError for an id the index does not hold.  Read straight from
-        the stored codes (both kinds store plain float16 / float32 values), a few
-        microseconds for the 60 rows a re-scored search reads (faiss's own reconstruct,
-        row by row, took ~7 us a row)."""
+        the stored codes (both kinds store plain float16 / float32 values) through an id ->
+        position map: 900 rows of 1,792 in 6-8 ms against 8-10 ms by faiss's reconstruct row
+        by row, the same ~0.5 ms for 60 (the loaded 2-core host; float16 decoding costs as
+        much in numpy as in faiss)."""
         ids = np.asarray(ids, np.int64).reshape(-1)
         with self._lock:
             if self._positions is None:  # (the row of each id, rebuilt after additions)
@@ -264,7 +265,8 @@ class VectorIndex:
             codes = faiss.rev_swig_ptr(storage.codes.data(), n * int(storage.code_size))
             dtype = np.float16 if self.kind == "fp16" else np.float32
             # (a view of the index's own memory: only read under the lock, copied out)
-            return codes.view(dtype).reshape(n, self.dim)[order[at]].astype(np.float32)
+            return codes.view(dtype).reshape(n, self.dim)[order[at]].astype(np.float32,
+                                                                              copy=False)
 
     def reserve(self, n: int) -> None:
         """Make room for ``n`` more vectors at once.  The stored codes are one array that
