@@ -84,6 +84,7 @@ class Adaptation:
         self._basis: np.ndarray | None = None  # (k, dim) float32
         self._coef: np.ndarray | None = None  # (k,) float32
         self._rows: dict[int, np.ndarray] = {}  # gallery row -> adapted vector
+        self._fitted: frozenset[int] = frozenset()  # the rows the fit learned from
         self._pending = 0  # views added or removed since the last fit
         self.fits = 0
 
@@ -116,6 +117,7 @@ class Adaptation:
             return {}
         if sum(map(len, groups.values())) > FIT_ROWS:  # a large catalogue: a sample
             groups = _sample(groups, FIT_ROWS)
+        fitted = frozenset(ids[np.concatenate(list(groups.values()))].tolist())
         x = np.concatenate([v[g] - v[g].mean(axis=0) for g in groups.values()]
                            ).astype(np.float64)
         if len(x) <= x.shape[1]:  # few rows: from their Gram matrix (N x N, the fastest)
@@ -133,7 +135,8 @@ class Adaptation:
             return {}
         eps = self.strength * lam[lam > 0].sum() / v.shape[1]
         fit = {"basis": basis[keep].astype(np.float32),
-               "coef": (np.sqrt(eps / (lam[keep] + eps)) - 1.0).astype(np.float32)}
+               "coef": (np.sqrt(eps / (lam[keep] + eps)) - 1.0).astype(np.float32),
+               "fitted": fitted}
         if len(ids) <= FIT_ROWS:  # a store's catalogue: every row at once
             fit["rows"] = dict(zip(ids.tolist(), _apply(v, fit["basis"], fit["coef"])))
         return fit  # (else rows are transformed as searches first meet them)
@@ -145,6 +148,7 @@ class Adaptation:
         self._basis = fit.get("basis")
         self._coef = fit.get("coef")
         self._rows = dict(fit.get("rows", {}))
+        self._fitted = frozenset(fit.get("fitted", ()))
         if self._basis is None:
             return False
         self.fits += 1
@@ -165,13 +169,15 @@ class Adaptation:
         return self._pending >= self.refit_every
 
     def removed(self, ids: Sequence[int]) -> bool:
-        """Rows taken out; returns True when a refit is due: at once, when the adaptation had
-        learned from any of them (a wrong answer undone must stop weighing)."""
-        n = 0
+        """Rows taken out; returns True when a refit is due: at once, when the fit had learned
+        from any of them (a wrong answer undone must stop weighing; in a large catalogue, a
+        row of the fit's sample whether or not a search has met it since)."""
+        ids = [int(i) for i in ids]
         for i in ids:
-            n += self._rows.pop(int(i), None) is not None
-        self._pending += n
-        return n > 0 or self._pending >= self.refit_every
+            self._rows.pop(i, None)
+        self._pending += len(ids)
+        learned = any(i in self._fitted for i in ids)
+        return learned or self._pending >= self.refit_every
 
     def vectors_of(self, ids: Sequence[int], fallback) -> np.ndarray:
         """Adapted vectors of gallery rows; ``fallback(ids)`` gives model vectors of rows not

@@ -145,3 +145,10 @@ def test_a_large_catalogue_is_fitted_on_a_sample_and_transformed_as_searched(mon
     sample = adapt._sample(groups, 40)
     assert sum(map(len, sample.values())) <= 40
     assert all(len(g) >= 2 for g in sample.values())
+    # undoing a row of the fit's sample refits at once, even if no search has met it
+    fitted = sorted(a._fitted)
+    assert 0 < len(fitted) <= 40
+    never_met = next(i for i in fitted if i not in a._rows)
+    assert a.removed([never_met]) is True
+    outside = next(i for i in range(n) if i not in a._fitted)
+    assert a.removed([outside]) is False  # (1 pending of 10)
