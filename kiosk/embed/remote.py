@@ -67,6 +67,9 @@ def serve(args: Sequence[str]) -> int:  # pragma: no cover - runs in the child p
             warm_up()
         except Exception:  # noqa: BLE001 - only a speed-up
             pass
+    from kiosk.runtime.pauses import after_start
+
+    after_start()  # the model is loaded and warm: no collector walks over it while embedding
     reader = None
     while True:
         try:

@@ -340,6 +340,9 @@ def run_bench(quick: bool = False, progress: Callable[[str], None] = lambda m: N
         db = Path(tmp) / "demo.db"
         build_demo_catalog(db, embedder=embedder, text_reader=reader)
         engine = Engine.open(db, embedder=embedder)
+        from kiosk.runtime.pauses import after_start
+
+        after_start()  # as the kiosk once started (kiosk.runtime.pauses)
         progress("tray timings ...")
         result.update(bench_trays(engine))
         engine.close()

@@ -269,6 +269,9 @@ def main(argv: list[str] | None = None, settings_path: str | Path | None = None,
         _quit_on_sigterm(app)  # again: importing paddle here (model_process off) replaces it
         window.show_fullscreen() if kiosk_mode else window.resize(1280, 800) or window.show()
         splash.close()
+        from kiosk.runtime.pauses import after_start
+
+        after_start()  # no collector walk over start-up's objects while a tray is decided
         # selling by the pictures from here; the packs' words count as they are read (logged)
         parts.engine.start_reading_text()
 

@@ -108,6 +108,9 @@ def run_gui_bench(wait_s: float = 3.0, progress=None, model_process: bool = True
     window = build_window(parts, settings)
     window.resize(1280, 800)
     window.show()
+    from kiosk.runtime.pauses import after_start
+
+    after_start()  # as the kiosk does once its window is up
     t_start = time.monotonic()
 
     shown: dict[int, float] = {}  # frame index -> receipt updated on the GUI thread
