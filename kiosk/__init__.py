@@ -16,4 +16,14 @@ Nothing outside ``kiosk.ui`` and the entry imports Qt; nothing but the command l
 entry imports ``kiosk.tools``; there are no import cycles.
 """
 
+import os as _os
+
+# numpy's OpenBLAS starts a thread per core for every matrix product and keeps them spinning
+# for a while after it.  Beside Paddle's own threads on a kiosk's few cores they only slow
+# each other: on the 2-core host a 5-item tray went 172 -> 130 ms to the receipt, and its
+# retrieve + decide p95 100 -> 6 ms, with one thread (as faiss, kiosk.retrieve).  Read when
+# numpy is first imported, so it holds for the kiosk's programs, which import this package
+# first; a value already in the environment is kept.
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 __version__ = "0.1.0"

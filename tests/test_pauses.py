@@ -1,6 +1,8 @@
-"""kiosk.runtime.pauses: start-up's objects are set aside from the cyclic garbage collector,
-and garbage made afterwards is still collected.  In a child interpreter: freezing the test
-process's own objects would change every test after this one."""
+"""Pauses and contention on the till's path: start-up's objects are set aside from the cyclic
+garbage collector while later garbage is still collected (kiosk.runtime.pauses), and numpy's
+BLAS keeps to one thread beside Paddle's (kiosk/__init__.py).  Each in a child interpreter:
+freezing the test process's own objects would change every test after this one, and the BLAS
+threads are chosen when numpy is first imported."""
 from __future__ import annotations
 
 import json
@@ -37,3 +39,23 @@ def test_start_up_objects_are_set_aside_and_later_garbage_is_still_collected():
     # a full collection now walks only what was made since start-up, not its 50,000 objects
     assert out["walked"] < 5000
     assert out["cycle_collected"] and out["kept"] == 50000
+
+
+BLAS = r'''
+import json, kiosk, numpy, threadpoolctl
+print(json.dumps({i["internal_api"]: i["num_threads"] for i in threadpoolctl.threadpool_info()
+                  if i["user_api"] == "blas"}))
+'''
+
+
+def test_numpy_blas_runs_on_one_thread_beside_paddle_unless_the_environment_says_otherwise():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    for given, want in ((None, 1), ("2", 2)):
+        if given is not None:
+            env["OPENBLAS_NUM_THREADS"] = given
+        run = subprocess.run([sys.executable, "-c", BLAS], capture_output=True, text=True,
+                             env=env, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout) == {"openblas": want}
