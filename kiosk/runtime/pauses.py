@@ -4,8 +4,9 @@ Python's cyclic garbage collector now and then walks every container object the 
 holds (a "generation 2" collection).  Once the kiosk has started, most of those are what
 start-up made and keeps for good: the model, the catalogue's products, the window.  On the
 demo catalogue (155,000 tracked objects, the engine alone) one such walk took 160 ms in the
-middle of deciding a tray of 5 items that usually takes 5 ms: the p95 spikes of 80 ms that
-``kiosk bench`` showed in retrieve + decide.
+middle of deciding a tray that usually takes 5-12 ms: one cause of the p95 spikes that
+``kiosk bench`` showed in retrieve + decide (the other: numpy's BLAS threads, see
+``kiosk/__init__.py``).
 
 :func:`after_start` collects once, then moves every object alive into the collector's
 permanent generation (:func:`gc.freeze`): later walks see only what was made since.  Nothing
