@@ -61,6 +61,18 @@ def _sample(groups: dict[str, list[int]], n: int, seed: int = 0) -> dict[str, li
     return {k: sorted(rng.permutation(groups[k])[:per].tolist()) for k in keys}
 
 
+def _fit_groups(labels: Sequence[str]) -> dict[str, list[int]]:
+    """Positions of the rows a fit learns from, by product: every row of each product with
+    two or more, or above ``FIT_ROWS`` rows in all a per-product sample of them."""
+    groups: dict[str, list[int]] = {}
+    for n, sku in enumerate(labels):
+        groups.setdefault(sku, []).append(n)
+    groups = {k: g for k, g in groups.items() if len(g) >= 2}
+    if sum(map(len, groups.values())) > FIT_ROWS:  # a large catalogue: a sample
+        groups = _sample(groups, FIT_ROWS)
+    return groups
+
+
 def _apply(x: np.ndarray, basis: np.ndarray, coef: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
     return l2_normalize(x + ((x @ basis.T) * coef) @ basis)
@@ -109,14 +121,9 @@ class Adaptation:
                      self.max_rows)
             return {}
         v = np.asarray(vectors, np.float32)
-        groups: dict[str, list[int]] = {}
-        for n, sku in enumerate(labels):
-            groups.setdefault(sku, []).append(n)
-        groups = {k: g for k, g in groups.items() if len(g) >= 2}
+        groups = _fit_groups(labels)
         if len(groups) < 2:
             return {}
-        if sum(map(len, groups.values())) > FIT_ROWS:  # a large catalogue: a sample
-            groups = _sample(groups, FIT_ROWS)
         fitted = frozenset(ids[np.concatenate(list(groups.values()))].tolist())
         x = np.concatenate([v[g] - v[g].mean(axis=0) for g in groups.values()]
                            ).astype(np.float64)
@@ -140,6 +147,18 @@ class Adaptation:
         if len(ids) <= FIT_ROWS:  # a store's catalogue: every row at once
             fit["rows"] = dict(zip(ids.tolist(), _apply(v, fit["basis"], fit["coef"])))
         return fit  # (else rows are transformed as searches first meet them)
+
+    def fit_sample(self, ids: np.ndarray, labels: Sequence[str]
+                   ) -> tuple[np.ndarray, list[str]]:
+        """The rows (ids, labels) a fit of a catalogue of more than ``FIT_ROWS`` rows reads:
+        its per-product sample, so that only those vectors need reading (all rows otherwise).
+        A fit of the sample is the fit of the whole catalogue."""
+        ids = np.asarray(ids, np.int64)
+        if len(ids) <= FIT_ROWS:
+            return ids, list(labels)
+        pick = np.sort(np.concatenate(list(_fit_groups(labels).values())
+                                      or [np.zeros(0, np.int64)])).astype(np.int64)
+        return ids[pick], [labels[i] for i in pick.tolist()]
 
     def install(self, fit: dict) -> bool:
         """Take a :meth:`solve` result (empty: off); returns whether the adaptation is active.

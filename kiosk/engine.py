@@ -179,6 +179,8 @@ class Engine:
             ids = np.asarray(list(self._sku_of), np.int64)
             labels = [self._sku_of[i] for i in ids.tolist()]
             big = len(ids) > self.adaptation.max_rows
+            if not big:  # a large catalogue: only the vectors of the fit's sample
+                ids, labels = self.adaptation.fit_sample(ids, labels)
             vectors = None if big else self.index.vectors_for(ids)
         fit = {} if big else self.adaptation.solve(ids, vectors, labels)
         with self._lock:

@@ -152,3 +152,12 @@ def test_a_large_catalogue_is_fitted_on_a_sample_and_transformed_as_searched(mon
     assert a.removed([never_met]) is True
     outside = next(i for i in range(n) if i not in a._fitted)
     assert a.removed([outside]) is False  # (1 pending of 10)
+    # the engine reads only the sample's vectors: fitting those is fitting the catalogue
+    sub_ids, sub_labels = a.fit_sample(np.arange(n), labels)
+    assert len(sub_ids) <= 40 and set(sub_ids.tolist()) == set(fitted)
+    assert sub_labels == [labels[i] for i in sub_ids.tolist()]
+    b = Adaptation()
+    assert b.fit(sub_ids, v[sub_ids], sub_labels) and b._fitted == a._fitted
+    np.testing.assert_allclose(b.transform(v), a.transform(v), atol=1e-5)
+    small = np.arange(30)  # (30 rows: at most FIT_ROWS, every row)
+    np.testing.assert_array_equal(a.fit_sample(small, labels[:30])[0], small)
