@@ -143,28 +143,30 @@ class Learner:
                  source: str = "cashier", decision=None) -> LearnResult:
         """Learn one answer (see the module docstring).  With ``background`` the answer is
         queued and ``LearnResult("queued")`` returned at once."""
+        if not self.background:
+            return self.learn(crop, sku, cashier=cashier, source=source, decision=decision)
+        refused = self._refused(source, decision)  # (nothing queued that would not be learned)
+        if refused is not None:
+            return refused
+        self._start()
+        self._queue.put((crop, sku, cashier, source, decision))
+        return LearnResult("queued")
+
+    def _refused(self, source: str, decision) -> LearnResult | None:
+        """Why an answer of ``source`` is not learned, before looking at the item: the policy
+        does not learn the source (``off``), or a paid item was not named clearly by its
+        pictures (``unclear``: unknown, unsure, decided by its pack's words, no decision, or
+        its best product ahead of the next by less than ``paid_min_margin``).  A person's
+        answer is learned whatever the call.  None: go on."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}")
         if not self.policy.wants(source):
             return LearnResult("off")
-        if not self._clear_enough(source, decision):
+        if source == "paid" and (
+                decision is None or decision.unknown or decision.unsure or decision.by_text
+                or float(decision.margin) < self.policy.paid_min_margin):
             return LearnResult("unclear")
-        if self.background:
-            self._start()
-            self._queue.put((crop, sku, cashier, source, decision))
-            return LearnResult("queued")
-        return self.learn(crop, sku, cashier=cashier, source=source, decision=decision)
-
-    def _clear_enough(self, source: str, decision) -> bool:
-        """Whether an answer of ``source`` may be learned as far as its ``decision`` goes: a
-        person's answer always; a paid item only when it was charged as recognised, sure and by
-        its pictures (not its pack's words), its best product ahead of the next by
-        ``paid_min_margin`` at least (no decision: not learned)."""
-        if source != "paid":
-            return True
-        if decision is None or decision.unknown or decision.unsure or decision.by_text:
-            return False
-        return float(decision.margin) >= self.policy.paid_min_margin
+        return None
 
     def _start(self) -> None:
         with self._lock:
@@ -196,12 +198,9 @@ class Learner:
     def learn(self, crop: np.ndarray, sku: str, *, cashier: str | None = None,
               source: str = "cashier", decision=None) -> LearnResult:
         """Learn one answer now, on the calling thread."""
-        if source not in SOURCES:
-            raise ValueError(f"source must be one of {', '.join(SOURCES)}")
-        if not self.policy.wants(source):
-            return LearnResult("off")
-        if not self._clear_enough(source, decision):
-            return LearnResult("unclear")
+        refused = self._refused(source, decision)
+        if refused is not None:
+            return refused
         p = self.engine.lookup_product(sku)
         if p is None or not p.active:
             return LearnResult("no_product")
