@@ -359,12 +359,21 @@ def cmd_eval(args) -> int:
     from kiosk.engine import model_threshold
     from kiosk.tools.evaluate import evaluate_lists
 
+    from kiosk.settings import Settings
+
     embedder = load_model(model=args.model)
     threshold = args.threshold if args.threshold is not None else model_threshold(embedder)
     reader = _text_reader_if(args.text)
-    report = evaluate_lists(embedder, Path(args.gallery), Path(args.query),
+    rec = (_CONTEXT["settings"] or Settings()).recognition
+    adaptation = None
+    if args.adapt if args.adapt is not None else rec.adapt:
+        from kiosk.adapt import Adaptation
+
+        adaptation = Adaptation(rec.adapt_strength)
+    report = evaluate_lists(embedder, Path(args.gallery), [Path(q) for q in args.query],
                             Decider(k=args.k, threshold=threshold),
-                            progress=_progress("embedding"), text_reader=reader)
+                            progress=_progress("embedding"), text_reader=reader,
+                            adaptation=adaptation)
     _print_report(report.to_dict(), args.json)
     return 0
 
@@ -388,6 +397,8 @@ def cmd_eval_stream(args) -> int:
     from kiosk.settings import Settings
     from kiosk.tools.stream_eval import run_stream
 
+    if args.items is not None and not Path(args.items).parent.is_dir():
+        raise CliError(f"--items: no folder {Path(args.items).parent}")
     progress = _stage_progress(tty_only=True)
     embedder = load_model(model=args.model)
     reader = _text_reader_if(args.text)
@@ -395,7 +406,13 @@ def cmd_eval_stream(args) -> int:
                         learn=args.learn, seed=args.seed, text_reader=reader,
                         settings=_CONTEXT["settings"] or Settings(),
                         unsure_margin=args.margin, threshold=args.threshold,
-                        product_floor=args.floor, adapt=args.adapt, progress=progress)
+                        product_floor=args.floor, adapt=args.adapt, progress=progress,
+                        details=args.items is not None)
+    if args.items is not None:
+        items = report.pop("items")
+        with open(args.items, "w", encoding="utf-8") as f:
+            for n, item in enumerate(items):
+                f.write(json.dumps({"n": n, **item}, ensure_ascii=False) + "\n")
     _print_report(report, args.json)
     return 0
 
@@ -861,13 +878,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("eval", help="retrieval accuracy on gallery/query lists")
     s.add_argument("--gallery", required=True, metavar="LIST")
-    s.add_argument("--query", required=True, metavar="LIST")
+    s.add_argument("--query", required=True, action="append", metavar="LIST",
+                   help="query photos (repeatable: the lists are taken together; labels not "
+                        "in the gallery are products to reject)")
     s.add_argument("--model", help="recognition model folder (default: built-in)")
     s.add_argument("--threshold", type=float)
     s.add_argument("--k", type=int, default=5)
     s.add_argument("--text", action="store_true",
                    help="also read the packs (PP-OCRv4) and re-rank close candidates by their "
                         "text, as the kiosk does")
+    s.add_argument("--adapt", action=argparse.BooleanOptionalAction, default=None,
+                   help="the store's own similarity learned from the gallery's views, as the "
+                        "kiosk uses it (default: [recognition] adapt of the settings)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
 
@@ -905,6 +927,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--adapt", action=argparse.BooleanOptionalAction, default=None,
                    help="the store's own similarity learned from the catalogue's views "
                         "(default: [recognition] adapt of the settings)")
+    s.add_argument("--items", metavar="FILE",
+                   help="also write every item, in stream order, as a JSON line to FILE: its "
+                        "product, outcome, charge, and the decision's first product, "
+                        "similarity and margin")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval_stream)
 

@@ -266,14 +266,35 @@ def test_eval_json(capsys, data_dir, tmp_path, gallery_skus, n_unknown):
     for key in ("recall_at_1", "recall_at_5", "mAP", "accuracy", "false_reject_rate"):
         assert 0.0 <= report[key] <= 1.0, key
     assert report["recall_at_5"] >= report["recall_at_1"] >= 0.8  # easy demo views
+    assert report["adapted"] is True  # the store's similarity, as the kiosk (the default)
     if n_unknown:
         assert isinstance(report["unknown_reject_rate"], float)
         assert 0.0 <= report["unknown_reject_rate"] <= 1.0
+        for rule in ("by_score", "by_margin"):
+            got = report["open_set"][rule]
+            assert set(got) == {"known_sent_away", "unknown_caught"}
+            assert all(0.0 <= v <= 1.0 for v in got.values())
     else:
         assert report["unknown_reject_rate"] is None
+        assert report["open_set"] is None
 
     rc, out, err = run(capsys, "eval", "--gallery", g, "--query", q)  # the text form
     assert rc == 0 and "recall_at_1" in out and "unknown_reject_rate" in out
+
+
+def test_eval_lists_together_and_unadapted(capsys, data_dir, tmp_path):
+    """Several --query lists are taken together; --no-adapt scores by the model alone."""
+    skus = [p.sku for p in demo.PRODUCTS]
+    g = write_list(tmp_path / "gallery.txt", skus[:10], range(3))
+    q1 = write_list(tmp_path / "q1.txt", skus[:10], (3,))
+    q2 = write_list(tmp_path / "q2.txt", skus[10:], (3, 4))
+    rc, out, err = run(capsys, "eval", "--gallery", g, "--query", q1, "--query", q2,
+                       "--no-adapt", "--json")
+    assert rc == 0, err
+    (report,) = json_lines(out)
+    assert report["n_queries"] == 10 + 2 * (len(skus) - 10)
+    assert report["n_unknown_queries"] == 2 * (len(skus) - 10)
+    assert report["adapted"] is False and report["open_set"]["by_score"]
 
 
 def test_eval_bad_list(capsys, data_dir, tmp_path):

@@ -4,7 +4,14 @@ Each query image is embedded whole, as one item.  Ranking metrics (recall@k, mAP
 exact similarity to every gallery image; the operating-point metrics (accuracy and the two
 reject rates) go through the same HNSW index and the same retrieve-and-decide stage as every
 item at the kiosk (:func:`kiosk.pipeline.retrieve_and_decide`, and with pack text
-:func:`kiosk.pipeline.refine_with_words`).
+:func:`kiosk.pipeline.refine_with_words`), with the store's adaptation of the similarity
+(:mod:`kiosk.adapt`, fitted on the gallery) when one is given.
+
+When the queries include products that are not in the gallery, ``open_set`` says how well any
+single cut-off could send those to the cashier while charging the others: by the winner's
+similarity (a threshold) and by its margin over the next product (an unsure margin), the share
+of catalogue products' queries sent away to catch 90 % of the others, and the share of the
+others caught when 5 % of the catalogue's queries are sent away (:func:`open_set_tradeoff`).
 """
 from __future__ import annotations
 
@@ -39,6 +46,9 @@ class EvalReport:
     # the decision's first candidate, threshold aside (the picture alone: its soft vote)
     top1: float | None = None
     top1_without_text: float | None = None
+    adapted: bool = False  # the store's adaptation of the similarity (kiosk.adapt) was used
+    # with unknown queries: {"by_score": ..., "by_margin": ...} of open_set_tradeoff
+    open_set: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,24 +87,67 @@ def ranking_metrics(sims: np.ndarray, g_labels: np.ndarray, q_labels: np.ndarray
     return out
 
 
+OPEN_SET_CATCH = 0.9  # the share of never-enrolled queries to send to the cashier
+OPEN_SET_FALSE_REJECT = 0.05  # the share of catalogue queries a store might send there
+
+
+def open_set_tradeoff(known: Sequence[float], unknown: Sequence[float],
+                      catch: float = OPEN_SET_CATCH,
+                      false_reject: float = OPEN_SET_FALSE_REJECT) -> dict:
+    """How one cut-off on a score (higher: surer) separates queries of catalogue products
+    (``known``) from those of products not in it (``unknown``), both sent away when at or under
+    it: ``known_sent_away`` at the lowest cut-off that sends away at least ``catch`` of the
+    unknown ones, and ``unknown_caught`` at the highest that sends away at most
+    ``false_reject`` of the known ones.  Empty when either list is."""
+    k = np.sort(np.asarray(known, np.float64))
+    u = np.sort(np.asarray(unknown, np.float64))
+    if not len(k) or not len(u):
+        return {}
+    cut = u[int(np.ceil(catch * len(u))) - 1]  # at or under it: at least `catch` of u
+    n_away = int(np.floor(false_reject * len(k)))  # how many known may go
+    # the highest cut-off sending away at most n_away known ones: just under the next known
+    cut_k = k[n_away] if n_away < len(k) else np.inf
+    return {"known_sent_away": round(float((k <= cut).mean()), 4),
+            "unknown_caught": round(float((u < cut_k).mean()), 4)}
+
+
+def _open_set(decisions: Sequence, known: np.ndarray) -> dict | None:
+    if known.all() or not known.any():
+        return None
+    score = np.array([d.best.score if d.best else -np.inf for d in decisions])
+    margin = np.array([min(d.margin, 2.0) if d.best else -np.inf for d in decisions])
+    return {"catch": OPEN_SET_CATCH, "false_reject": OPEN_SET_FALSE_REJECT,
+            "by_score": open_set_tradeoff(score[known], score[~known]),
+            "by_margin": open_set_tradeoff(margin[known], margin[~known])}
+
+
 def evaluate_embeddings(g: Embeddings, g_labels: Sequence[str], q: Embeddings,
-                        q_labels: Sequence[str], decider: Decider, text=None) -> EvalReport:
+                        q_labels: Sequence[str], decider: Decider, text=None,
+                        adaptation=None) -> EvalReport:
     """``text``: optional (profiles, read) where ``profiles`` is a :class:`kiosk.text.
     TextProfiles` of the gallery's products and ``read(i)`` the words read on query ``i``
-    (called only for queries whose close candidates include a product with text)."""
+    (called only for queries whose close candidates include a product with text).
+    ``adaptation``: a :class:`kiosk.adapt.Adaptation`, fitted here on the gallery, through
+    which the decisions and the ranking are scored (as at the kiosk); inactive when the gallery
+    cannot fit one (fewer than two products with two views)."""
     from kiosk.pipeline import refine_with_words, retrieve_and_decide
 
     g_labels = np.asarray(g_labels, dtype=object)
     q_labels = np.asarray(q_labels, dtype=object)
-    sims = q.vectors @ g.vectors.T
+    ids = np.arange(len(g_labels), dtype=np.int64)
+    if adaptation is not None and not adaptation.fit(ids, g.vectors, g_labels.tolist()):
+        adaptation = None
+    if adaptation is not None:
+        sims = adaptation.transform(q.vectors) @ adaptation.transform(g.vectors).T
+    else:
+        sims = q.vectors @ g.vectors.T
     rank = ranking_metrics(sims, g_labels, q_labels)
 
     index = VectorIndex(g.dim, g.model_id)
-    ids = np.arange(len(g_labels), dtype=np.int64)
     index.add(ids, g.vectors)
     sku_of = dict(zip(ids.tolist(), g_labels.tolist()))
     decisions = retrieve_and_decide(index, sku_of, decider, q.vectors,
-                                    len(set(g_labels.tolist())))
+                                    len(set(g_labels.tolist())), adaptation=adaptation)
     known = np.isin(q_labels, np.unique(g_labels))
     text_extra = {}
     if text is not None:
@@ -131,19 +184,25 @@ def evaluate_embeddings(g: Embeddings, g_labels: Sequence[str], q: Embeddings,
         accuracy=float((called[known] == q_labels[known]).mean()) if n_known else 0.0,
         false_reject_rate=float(rejected[known].mean()) if n_known else 0.0,
         unknown_reject_rate=float(rejected[~known].mean()) if n_unknown else None,
+        adapted=adaptation is not None,
+        open_set=_open_set(decisions, known),
         **text_extra,
     )
 
 
-def evaluate_lists(embedder: Embedder, gallery_list: Path, query_list: Path,
-                   decider: Decider, progress=None, text_reader=None) -> EvalReport:
-    """With ``text_reader`` the gallery images' pack text is read (as an enrolment would) and
-    queries whose close candidates have text are read and re-ranked as the kiosk does."""
+def evaluate_lists(embedder: Embedder, gallery_list: Path, query_list: Path | Sequence[Path],
+                   decider: Decider, progress=None, text_reader=None,
+                   adaptation=None) -> EvalReport:
+    """``query_list``: one list, or several taken together.  With ``text_reader`` the gallery
+    images' pack text is read (as an enrolment would) and queries whose close candidates have
+    text are read and re-ranked as the kiosk does.  ``adaptation``: see
+    :func:`evaluate_embeddings`."""
     from kiosk.catalog.gallery_io import parse_gallery_list
     from kiosk.images import load_image
 
     g_entries = parse_gallery_list(gallery_list)
-    q_entries = parse_gallery_list(query_list)
+    lists = [query_list] if isinstance(query_list, (str, Path)) else list(query_list)
+    q_entries = [e for lst in lists for e in parse_gallery_list(lst)]
     g = embed_files(embedder, [e.path for e in g_entries], progress=progress)
     q = embed_files(embedder, [e.path for e in q_entries], progress=progress)
     text = None
@@ -158,4 +217,4 @@ def evaluate_lists(embedder: Embedder, gallery_list: Path, query_list: Path,
         profiles = TextProfiles(views, n_products=len(views))
         text = (profiles, lambda i: text_reader.read(load_image(q_entries[i].path)).words)
     return evaluate_embeddings(g, [e.label for e in g_entries], q,
-                               [e.label for e in q_entries], decider, text)
+                               [e.label for e in q_entries], decider, text, adaptation)

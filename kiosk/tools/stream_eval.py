@@ -57,6 +57,18 @@ def item_outcome(engine, d, label: str, accept_same_price: bool = True) -> tuple
     return ("ok" if d.sku == label else "silent"), d.sku
 
 
+def _item(entry, outcome: str, charged: str | None, d) -> dict:
+    """One item of the replay, as ``details`` and ``kiosk eval-stream --items`` give it: its
+    true product, outcome and charge, and what the decision saw (its first product, that
+    product's similarity and margin over the next; None where there was none)."""
+    margin = float(d.margin) if d.best is not None and np.isfinite(d.margin) else None
+    return {"label": entry.label, "outcome": outcome, "charged": charged,
+            "first": d.best.sku if d.best is not None else None,
+            "score": round(float(d.score), 4) if d.best is not None else None,
+            "margin": round(margin, 4) if margin is not None else None,
+            "path": str(entry.path)}
+
+
 def _rates(outcomes: Sequence[str]) -> dict:
     n = len(outcomes)
     return {f"{o}_rate": (round(sum(1 for x in outcomes if x == o) / n, 4) if n else 0.0)
@@ -70,7 +82,7 @@ def run_stream(embedder, gallery_list: str | Path, query_lists: Sequence[str | P
                progress: Callable[[str, int, int], None] | None = None,
                details: bool = False) -> dict:
     """The replay (see the module docstring); returns the report dict (with ``details``: also
-    ``items``, one (label, outcome, charged, path) per item in stream order)."""
+    ``items``, one dict per item in stream order: see :func:`_item`)."""
     from kiosk.assemble import open_engine
     from kiosk.tools.evaluate import embed_files
     from kiosk.checkout.learn import LearnPolicy, Learner
@@ -136,7 +148,7 @@ def run_stream(embedder, gallery_list: str | Path, query_lists: Sequence[str | P
                     d = engine.read_and_refine(image, d)
                 outcome, charged = item_outcome(engine, d, entry.label)
                 outcomes.append(outcome)
-                items.append((entry.label, outcome, charged, str(entry.path)))
+                items.append(_item(entry, outcome, charged, d))
                 if learner is not None:
                     if outcome == "cashier" and entry.label in known:
                         sku, source = entry.label, "cashier"

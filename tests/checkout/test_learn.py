@@ -347,8 +347,14 @@ def test_eval_stream_outcomes(embedder, stream_lists):
     gallery, query = stream_lists
     r = run_stream(embedder, gallery, [query], seed=3, details=True)
     by_label = {}
-    for label, outcome, charged, _path in r["items"]:
-        by_label.setdefault(label, set()).add((outcome, charged))
+    for item in r["items"]:
+        by_label.setdefault(item["label"], set()).add((item["outcome"], item["charged"]))
+        # what the decision saw comes along: the first product, its similarity and margin
+        assert item["first"] in {"DEMO-001", "DEMO-004", "DEMO-008"}
+        assert -1.0 <= item["score"] <= 1.0 and Path(item["path"]).is_file()
+        assert item["margin"] is None or item["margin"] >= 0.0
+        if item["outcome"] != "cashier":
+            assert item["first"] == item["charged"]
     assert by_label == {"DEMO-001": {("ok", "DEMO-001")},
                         "DEMO-005": {("silent", "DEMO-004")},
                         "DEMO-011": {("cashier", None)}}
@@ -356,8 +362,9 @@ def test_eval_stream_outcomes(embedder, stream_lists):
                                                                           0.3333)
     assert r["views_added"] == 0 and r["last_fifth"]["n"] == 1
     # the order is the seed's
-    assert [i[0] for i in run_stream(embedder, gallery, [query], seed=3, details=True)["items"]
-            ] == [i[0] for i in r["items"]]
+    assert [i["path"] for i in run_stream(embedder, gallery, [query], seed=3,
+                                          details=True)["items"]
+            ] == [i["path"] for i in r["items"]]
 
 
 def test_eval_stream_learns_the_cashiers_answers(embedder, stream_lists):
@@ -385,6 +392,23 @@ def test_eval_stream_command_line(capsys, stream_lists, tmp_path, monkeypatch):
             "ms_per_item"} <= set(out)
     assert set(out["last_fifth"]) >= {"ok_rate", "cashier_rate", "silent_rate"}
     assert out["n"] == 12
+
+    # --items: every item as a JSON line, in stream order, agreeing with the rates
+    items = tmp_path / "items.jsonl"
+    rc = main(["eval-stream", "--gallery", str(gallery), "--query", str(query), "--seed", "1",
+               "--items", str(items), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and "items" not in out
+    lines = [json.loads(x) for x in items.read_text(encoding="utf-8").splitlines()]
+    assert [x["n"] for x in lines] == list(range(6))
+    for o in ("ok", "silent", "cashier"):
+        assert sum(x["outcome"] == o for x in lines) / 6 == pytest.approx(out[f"{o}_rate"],
+                                                                          abs=1e-4)
+    # a folder that is not there: a clear error before any work, nothing written
+    rc = main(["eval-stream", "--gallery", str(gallery), "--query", str(query),
+               "--items", str(tmp_path / "nowhere" / "items.jsonl"), "--json"])
+    assert rc == 2 and "--items: no folder" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
 
 
 # ------------------------------------------------------------------ staff mode

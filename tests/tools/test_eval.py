@@ -7,7 +7,8 @@ import pytest
 
 from kiosk.decide import Decider
 from kiosk.embed import Embeddings, l2_normalize
-from kiosk.tools.evaluate import evaluate_embeddings, ranking_metrics
+from kiosk.adapt import Adaptation
+from kiosk.tools.evaluate import evaluate_embeddings, open_set_tradeoff, ranking_metrics
 
 A, B, C = "A", "B", "C"
 
@@ -81,6 +82,65 @@ def test_evaluate_embeddings_operating_point():
                                     Decider(k=3, threshold=0.5))
     assert all_known.unknown_reject_rate is None
     assert all_known.accuracy == 1.0 and all_known.false_reject_rate == 0.0
+
+
+TENTHS = [round(0.1 * i, 2) for i in range(1, 11)]  # 0.1 .. 1.0
+OPEN_SET_CASES = [
+    # id, known scores, unknown scores, expected
+    ("apart", [0.8, 0.9, 1.0], [0.1, 0.2, 0.3], {"known_sent_away": 0.0, "unknown_caught": 1.0}),
+    # 90 % of unknown caught at or under 0.85: 8 of the 10 known go too; 5 % of 10 known = none
+    # may go: cut just under 0.1, catching only 0.05
+    ("interleaved", TENTHS, [round(x - 0.05, 2) for x in TENTHS],
+     {"known_sent_away": 0.8, "unknown_caught": 0.1}),
+    # the same scores on both sides: catching 90 % sends 90 % of the known away
+    ("the same", TENTHS, TENTHS, {"known_sent_away": 0.9, "unknown_caught": 0.0}),
+    # unknown all above the known: every known query goes before 90 % are caught
+    ("upside down", [0.1, 0.2], [0.8, 0.9], {"known_sent_away": 1.0, "unknown_caught": 0.0}),
+    ("no unknown", [0.5], [], {}),
+    ("no known", [], [0.5], {}),
+]
+
+
+@pytest.mark.parametrize("known, unknown, expected", [c[1:] for c in OPEN_SET_CASES],
+                         ids=[c[0] for c in OPEN_SET_CASES])
+def test_open_set_tradeoff(known, unknown, expected):
+    assert open_set_tradeoff(known, unknown) == pytest.approx(expected)
+
+
+def test_open_set_tradeoff_counts_a_twentieth():
+    """With 40 known queries, 5 % is two (0 and 1): the cut-off sits just under the third
+    lowest (2), so it catches the unknown 0.5 and 1.5 but not 2.5 or 3.5."""
+    known = [float(i) for i in range(40)]  # 0 .. 39
+    got = open_set_tradeoff(known, [0.5, 1.5, 2.5, 3.5], false_reject=0.05)
+    assert got["unknown_caught"] == 0.5
+
+
+def test_evaluate_embeddings_open_set_and_adaptation():
+    """Unknown queries bring the open-set figures; the store's adaptation is fitted on the
+    gallery and reported, or left off when the gallery cannot fit one."""
+    rng = np.random.default_rng(0)
+    centres = l2_normalize(rng.normal(size=(3, 16)).astype(np.float32))
+    def views(c, n):
+        return l2_normalize(centres[c] + 0.2 * rng.normal(size=(n, 16)).astype(np.float32))
+    gallery = Embeddings(np.concatenate([views(0, 3), views(1, 3)]), "toy@1")
+    g_labels = [A] * 3 + [B] * 3
+    queries = Embeddings(np.concatenate([views(0, 4), views(1, 4), views(2, 4)]), "toy@1")
+    q_labels = [A] * 4 + [B] * 4 + [C] * 4
+    for adaptation in (None, Adaptation()):
+        r = evaluate_embeddings(gallery, g_labels, queries, q_labels,
+                                Decider(k=3, threshold=0.5), adaptation=adaptation)
+        assert r.adapted is (adaptation is not None)
+        assert r.recall_at_1 == 1.0
+        assert set(r.open_set) == {"catch", "false_reject", "by_score", "by_margin"}
+        for rule in ("by_score", "by_margin"):
+            assert set(r.open_set[rule]) == {"known_sent_away", "unknown_caught"}
+    # one view per product: nothing to learn the variation from
+    single = evaluate_embeddings(Embeddings(centres[:2], "toy@1"), [A, B], queries, q_labels,
+                                 Decider(k=3, threshold=0.5), adaptation=Adaptation())
+    assert single.adapted is False
+    known_only = evaluate_embeddings(gallery, g_labels, Embeddings(queries.vectors[:8], "toy@1"),
+                                     q_labels[:8], Decider(k=3, threshold=0.5))
+    assert known_only.open_set is None
 
 
 # ------------------------------------------------------------------------- dev data
