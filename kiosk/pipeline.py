@@ -12,7 +12,8 @@ recognize``, ``kiosk eval-trays``, ``kiosk bench`` and the self-test run).  For 
 4. **retrieve** the nearest gallery views and **decide** (:meth:`kiosk.engine.Engine.
    decide_vectors`); what is left over is matched to items nudged a little; an uncertain item
    seen again gets its views averaged and decided again (multi-frame fusion);
-5. **barcode** fallback (and cashier badges) for items the pictures cannot name;
+5. **barcode** fallback (and cashier badges) for items the pictures cannot name or are unsure
+   of;
 6. **pack text**: items whose close candidates have enrolled words have their pack read
    (:meth:`read_pack`): at once for a single picture, one per still frame at the checkout, so
    the shopper sees the pictures' answer first.
@@ -259,7 +260,7 @@ class FramePipeline:
     ``tracker``: the items of the pictures before (default: a fresh one, no items).
     ``fuse_margin``: a re-seen item whose top-2 candidates are closer than this (or unknown)
     gets its views averaged and decided again.  ``barcode``: read EAN/UPC codes off items the
-    pictures cannot name (and QR cashier badges: ``badge_lookup(text)`` -> the cashier or
+    pictures cannot name or are unsure of (and QR cashier badges: ``badge_lookup(text)`` -> the cashier or
     None).  ``accept_same_price``: see :func:`price_rivals`."""
 
     def __init__(self, engine: "Recogniser", tracker: Tracker | None = None, *,
@@ -298,7 +299,7 @@ class FramePipeline:
     def run(self, image: np.ndarray, tracks: Sequence[Track] | None = None) -> FrameResult:
         """Detect, match to ``tracks`` (default: the tracker's), embed what is new or changed
         (one batch), match what moved a little, decide, fuse uncertain re-seen items, try
-        barcodes and badges on unknown ones.  Packs are not read here (:meth:`read_pack`).
+        barcodes and badges on unknown and unsure ones.  Packs are not read here (:meth:`read_pack`).
         Touches no shared state except the recognition fields of ``tracks``, which only the
         recognising thread writes; :meth:`Tracker.commit` makes the result current."""
         engine = self.engine
@@ -372,14 +373,18 @@ class FramePipeline:
 
     # ------------------------------------------------------------- barcodes, badges
     def _codes_fallback(self, image, obs: Observation, crop) -> list[tuple[Track, Any]]:
-        """Barcodes (and cashier badges) of the items recognition cannot name."""
+        """Barcodes (and cashier badges) of the items recognition cannot name or is unsure of
+        (:meth:`_wants_code`): a barcode that names an active product settles the item as that
+        product, whatever the pictures said (it is printed on the pack; at payment it is
+        learned as a view, source ``barcode``)."""
         from kiosk.barcode import read_barcodes
 
         badges: list[tuple[Track, Any]] = []
         for j in range(len(obs)):
             t = obs.track(j)
-            if (t.decision.sku is not None or t.override or t.barcode_sku or t.removed
-                    or t.paid or t.badge or sig_diff(obs.sigs[j], t.barcode_sig) <= _NEW_VIEW):
+            if (t.override or t.barcode_sku or t.removed or t.paid or t.badge
+                    or not self._wants_code(t)
+                    or sig_diff(obs.sigs[j], t.barcode_sig) <= _NEW_VIEW):
                 continue
             t.barcode_sig = obs.sigs[j]
             codes = self._codes(image, obs.boxes[j], crop(j), read_barcodes)
@@ -392,6 +397,13 @@ class FramePipeline:
             if sku:
                 t.barcode_sku = sku
         return badges
+
+    @staticmethod
+    def _wants_code(t: Track) -> bool:
+        """The pictures cannot tell what item ``t`` is: unknown, or unsure between look-alikes
+        (sent to the cashier, or charged because they share a price; either way the barcode
+        names the right one)."""
+        return t.decision.sku is None or t.decision.unsure
 
     @staticmethod
     def _codes(image, box, crop, read_barcodes) -> list[str]:

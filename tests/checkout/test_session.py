@@ -308,6 +308,57 @@ def test_unknown_barcode_stays_unknown(engine):
     assert sum(i.unknown for i in st.items) == 1 and st.needs_cashier
 
 
+CRISPS = ("DEMO-004", 640, 380, 10)  # the original crisps alone: the cucumber ones look alike
+CRISPS_CODE_AT = (640, 430, 10)  # a small barcode label on the bag's lower half
+BARCODE_OF = {p.sku: p.barcode for p in demo.PRODUCTS}
+
+
+@pytest.mark.parametrize("same_price, code_of, charged", [
+    # the flavours' prices differ: the look-alike is unsure and would call the cashier
+    (False, "DEMO-005", "DEMO-005"),  # the code says the other flavour: the code is right
+    (False, "DEMO-004", "DEMO-004"),
+    (False, None, None),  # a code of no product: still the cashier's
+    # one price: charged as the pictures' first, until the code names the right flavour
+    (True, "DEMO-005", "DEMO-005"),
+])
+def test_barcode_settles_an_unsure_look_alike(engine, same_price, code_of, charged):
+    """A look-alike the pictures are unsure of is settled by the barcode on its pack when the
+    shopper turns it to the camera: charged as the barcode's product, no cashier, and that
+    answer learned from this kiosk's camera at payment (source ``barcode``)."""
+    if not same_price:
+        engine.set_price("DEMO-005", PRICE["DEMO-005"] + 100)
+    price = {"DEMO-004": PRICE["DEMO-004"], "DEMO-005": engine.lookup_product("DEMO-005").price}
+    answers = []
+    s = CheckoutSession(engine, on_answer=lambda crop, sku, **kw: answers.append(
+        (sku, kw["source"])))
+    clock = Clock(s)
+    st = clock.settle(tray(CRISPS))
+    (item,) = st.items
+    assert item.sku == "DEMO-004" and item.rivals == ("DEMO-005",) and item.source == "recognized"
+    if same_price:
+        assert item.same_price and st.receipt.total == PRICE["DEMO-004"]
+    else:
+        assert item.unsure and st.needs_cashier and st.receipt.total == 0
+
+    code = BARCODE_OF[code_of] if code_of else ean13_check("123456789012")
+    st = clock.settle(paste(tray(CRISPS), barcode_label(code, module=1, height=40),
+                            *CRISPS_CODE_AT))
+    (item,) = st.items
+    if charged is None:  # nothing changed: the cashier still decides, nothing is paid
+        assert item.unsure and item.source == "recognized" and st.needs_cashier
+        assert st.receipt.total == 0
+        with pytest.raises(ValueError, match="cashier"):
+            s.finish()
+        assert answers == [] and engine.catalog.table_counts()["transactions"] == 0
+        return
+    assert (item.sku, item.source, item.unsure, item.same_price) == (charged, "barcode", False,
+                                                                     False)
+    assert st.receipt.total == price[charged] and not st.needs_cashier and st.payable
+    tx = s.finish()
+    assert engine.catalog.get_transaction(tx)["total"] == price[charged]
+    assert answers == [(charged, "barcode")]
+
+
 # --------------------------------------------------------------------------------- finish
 def test_finish_records_sale_and_links_corrections(session, engine):
     clock = Clock(session)
