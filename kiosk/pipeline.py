@@ -260,8 +260,8 @@ class FramePipeline:
     ``tracker``: the items of the pictures before (default: a fresh one, no items).
     ``fuse_margin``: a re-seen item whose top-2 candidates are closer than this (or unknown)
     gets its views averaged and decided again.  ``barcode``: read EAN/UPC codes off items the
-    pictures cannot name or are unsure of (and QR cashier badges: ``badge_lookup(text)`` -> the cashier or
-    None).  ``accept_same_price``: see :func:`price_rivals`."""
+    pictures cannot name or are unsure of (and QR cashier badges: ``badge_lookup(text)`` ->
+    the cashier or None).  ``accept_same_price``: see :func:`price_rivals`."""
 
     def __init__(self, engine: "Recogniser", tracker: Tracker | None = None, *,
                  fuse_margin: float = FUSE_MARGIN, barcode: bool = True,
@@ -299,7 +299,8 @@ class FramePipeline:
     def run(self, image: np.ndarray, tracks: Sequence[Track] | None = None) -> FrameResult:
         """Detect, match to ``tracks`` (default: the tracker's), embed what is new or changed
         (one batch), match what moved a little, decide, fuse uncertain re-seen items, try
-        barcodes and badges on unknown and unsure ones.  Packs are not read here (:meth:`read_pack`).
+        barcodes and badges on unknown and unsure ones.  Packs are not read here
+        (:meth:`read_pack`).
         Touches no shared state except the recognition fields of ``tracks``, which only the
         recognising thread writes; :meth:`Tracker.commit` makes the result current."""
         engine = self.engine
