@@ -18,7 +18,7 @@ import numpy as np
 from kiosk.basket import Receipt, build_receipt
 from kiosk.catalog import Catalog, Product
 from kiosk.decide import Decider, Decision
-from kiosk.detect import Detections, Detector, make_detector
+from kiosk.detect import Detector, make_detector
 from kiosk.embed import Embedder, Embeddings, load_embedder
 from kiosk.pipeline import TrayResult
 from kiosk.retrieve import VectorIndex

@@ -125,7 +125,7 @@ class SessionState:
     payable: bool = False  # a sale can be stored from this state
     blocked: str = ""  # why not payable: "empty", "not_settled", "not_live", "needs_cashier"
     attendant: Attendant | None = None  # the cashier acting on this kiosk now
-    calls: tuple = ()  # the calls for the cashier still open (kiosk.checkout.calls.Call)
+    calls: tuple[Call, ...] = ()  # the calls for the cashier still open
     seq: int = 0  # made after every state with a lower seq (newest wins in the window)
 
     @property

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter

@@ -7,7 +7,6 @@ Slow (two bundle builds, ~1 min each on 2 cores), and run by CI.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
