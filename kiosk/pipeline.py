@@ -16,7 +16,9 @@ recognize``, ``kiosk eval-trays``, ``kiosk bench`` and the self-test run).  For 
    of;
 6. **pack text**: items whose close candidates have enrolled words have their pack read
    (:meth:`read_pack`): at once for a single picture, one per still frame at the checkout, so
-   the shopper sees the pictures' answer first.
+   the shopper sees the pictures' answer first;
+7. at the checkout, once packs are read, the **barcode** of every item the pictures named is
+   checked, one item per still frame (:meth:`read_code`): a code of another product wins.
 
 The items come out as :class:`TrayItem` (:meth:`item`), the one item type of the kiosk, and
 the receipt charges every item but the unknown and the unsure (:meth:`receipt`).  No Qt here.
@@ -348,6 +350,7 @@ class FramePipeline:
                     t.decision, t.fused = d, False
             if not t.words and engine.wants_text(t.decision):
                 t.text_crop = crop(j)
+            t.code_crop = crop(j) if self.barcode else None
             t.crop = crop(j)
             t.vectors = (t.vectors + [np.asarray(v, np.float32)])[-MAX_VIEWS:]
             t.view_sigs = (t.view_sigs + [obs.sigs[j]])[-MAX_VIEWS:]
@@ -407,15 +410,16 @@ class FramePipeline:
         return t.decision.sku is None or t.decision.unsure
 
     @staticmethod
-    def _codes(image, box, crop, read_barcodes) -> list[str]:
-        """Codes printed on an item: QR codes (cashier badges) and EAN/UPC barcodes."""
+    def _codes(image, box, crop, read_barcodes, qr: bool = True) -> list[str]:
+        """Codes printed on an item: QR codes (cashier badges; ``qr``) and EAN/UPC
+        barcodes."""
         x1, y1, x2, y2 = box
         plain = image[y1:y2, x1:x2]
         if plain.size and max(plain.shape[:2]) < 400:
             f = 400.0 / max(plain.shape[:2])
             plain = cv2.resize(plain, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
         codes: list[str] = []
-        if plain.size:
+        if plain.size and qr:
             try:
                 text, _pts, _ = cv2.QRCodeDetector().detectAndDecode(plain)
             except cv2.error:  # pragma: no cover - odd sizes
@@ -451,6 +455,44 @@ class FramePipeline:
                 self.engine.lookup_product(p.sku)  # make it known to the receipt
                 return p.sku
         return None
+
+    # ------------------------------------------- the barcode of a named item (deferred)
+    @staticmethod
+    def wants_code(t: Track) -> bool:
+        """Item ``t`` was named by the pictures (sure of it) and the barcode of its latest
+        view is still to be checked."""
+        d = t.decision
+        return (t.code_crop is not None and t.open and d.sku is not None
+                and not d.unsure)
+
+    def pending_code(self, tracks) -> Track | None:
+        """The first item of ``tracks`` whose barcode is still to be checked, if any."""
+        return next((t for t in tracks if self.wants_code(t)), None)
+
+    def read_code(self, t: Track, image: np.ndarray) -> str | None:
+        """Read the barcodes on item ``t`` (its view still to be checked and its box in
+        ``image``, the still picture now): the active product they name, if any
+        (:meth:`take_code` applies it).  Only a full EAN-13 / UPC-A counts here: the pictures
+        were sure, and a short EAN-8 is too easily read out of other print.  About 50 ms an
+        item on a 2-core host (the cut-out and the box's own pixels are both read), so the
+        checkout reads one item per still frame, after the receipt is shown."""
+        from kiosk.barcode import read_barcodes
+
+        crop, t.code_crop = t.code_crop, None
+        if crop is None:
+            return None
+        codes = self._codes(image, t.box, crop, read_barcodes, qr=False)
+        return self._sku_for_codes([c for c in codes if c.isdigit() and len(c) >= 12])
+
+    @staticmethod
+    def take_code(t: Track, sku: str | None) -> bool:
+        """Apply what :meth:`read_code` read: a barcode that names another product than the
+        pictures did is printed on the pack, so it wins (the item becomes that product, source
+        ``barcode``, learned as a view of it at payment).  True when the item changed."""
+        if not sku or sku == t.decision.sku or not t.open:
+            return False
+        t.barcode_sku = sku
+        return True
 
     # ----------------------------------------------------------------- pack text
     @staticmethod

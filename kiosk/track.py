@@ -148,6 +148,9 @@ class Track:
         self.fused = False  # the decision came from averaged views
         self.barcode_sku: str | None = None
         self.barcode_sig: np.ndarray | None = None  # thumbnail at the last code attempt
+        # a view of an item the pictures named whose barcode is still to be checked (the
+        # checkout reads it once the tray is still, kiosk.pipeline.FramePipeline.read_code)
+        self.code_crop: np.ndarray | None = None
         self.crop: np.ndarray | None = None  # the item's latest upright cut-out (to learn from)
         # -- by hand (kiosk.checkout.session)
         self.override: str | None = None  # set by the cashier

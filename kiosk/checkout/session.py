@@ -443,17 +443,22 @@ class CheckoutSession:
                         self._settled = True
                         self._set_phase(SETTLED)
                         return self._make_state(frame.index, True, self._state.timings_ms, 0)
-                    # still the recognised scene: read one pack still to be read, if any
+                    # still the recognised scene: read one pack still to be read, else check
+                    # one named item's barcode, if any
                     pending = self.pipeline.pending_pack(self._tracks.values())
-                    if pending is None:
+                    code = (None if pending is not None
+                            else self.pipeline.pending_code(self._tracks.values()))
+                    if pending is None and code is None:
                         return None
                     gen = self._gen
                 else:
-                    pending = None
+                    pending = code = None
                     gen = self._gen
                     tracks = list(self._tracks.values())
             if pending is not None:
                 return self._read_pack(pending, gen, frame.index)
+            if code is not None:
+                return self._read_code(code, frame.image, gen, frame.index)
             result = self._recognise(frame.image, tracks)
             self.recognitions += 1
             with self._lock:
@@ -484,6 +489,24 @@ class CheckoutSession:
             if not self.pipeline.take_pack(t, d):
                 return None
             return self._make_state(frame_index, True, {**self._state.timings_ms, "text": ms},
+                                    0)
+
+    def _read_code(self, t: Track, image: np.ndarray, gen: int,
+                   frame_index: int) -> SessionState | None:
+        """Check the barcode of an item the pictures named (``image``: the still picture,
+        the recognised scene); a new state when the code named another product (the item is
+        now that product)."""
+        t0 = time.perf_counter()
+        sku = self.pipeline.read_code(t, image)
+        ms = (time.perf_counter() - t0) * 1e3
+        with self._lock:
+            if gen != self._gen or self._tracks.get(t.id) is not t:
+                return None
+            if not self.pipeline.take_code(t, sku):
+                return None
+            log.info("item %d: its barcode names %s, not %s as the pictures said", t.id, sku,
+                     t.decision.sku)
+            return self._make_state(frame_index, True, {**self._state.timings_ms, "code": ms},
                                     0)
 
     def _apply(self, frame_index: int, r: FrameResult) -> SessionState:

@@ -359,6 +359,38 @@ def test_barcode_settles_an_unsure_look_alike(engine, same_price, code_of, charg
     assert answers == [(charged, "barcode")]
 
 
+@pytest.mark.parametrize("code_of, charged, source", [
+    ("DEMO-005", "DEMO-005", "barcode"),  # the pack's code names another product: it wins
+    ("DEMO-006", "DEMO-006", "recognized"),  # its own code: nothing to change
+    (None, "DEMO-006", "recognized"),  # a code of no product in the catalogue
+])
+def test_the_barcode_of_an_item_the_pictures_named_is_checked(engine, code_of, charged, source):
+    """An item the pictures are sure of still has its barcode checked once the tray is still
+    (one item per still frame, after the receipt is shown): a code of another catalogue
+    product is what the pack is, so the item is charged as that product and learned so at
+    payment; its own code or an unknown one changes nothing."""
+    code = BARCODE_OF[code_of] if code_of else ean13_check("123456789012")
+    oreo = tray(B)
+    x1, _y1, x2, y2 = next(i.box for i in Clock(CheckoutSession(engine)).settle(oreo).items)
+    turned = paste(oreo, barcode_label(code, module=1, height=24), (x1 + x2) / 2, y2 - 45, B[3])
+    # the pictures alone are sure it is the Oreos, label and all: this is no unsure item
+    (pictures,) = engine.recognize(turned, barcode=False).items
+    assert pictures.sku == "DEMO-006" and not pictures.unsure and not pictures.unknown
+    answers = []
+    s = CheckoutSession(engine, on_answer=lambda crop, sku, **kw: answers.append(
+        (sku, kw["source"])))
+    clock = Clock(s)
+    clock.settle(turned)
+    clock.feed(turned, 5)  # a few more still frames: every named item's code is read
+    (item,) = s.state.items
+    assert (item.sku, item.source, item.unsure) == (charged, source, False)
+    assert s.state.receipt.total == PRICE[charged] and s.state.payable
+    tx = s.finish()
+    assert engine.catalog.get_transaction(tx)["total"] == PRICE[charged]
+    # handed to learning at payment: as read off its barcode, or as paid for as recognised
+    assert answers == [(charged, "barcode" if source == "barcode" else "paid")]
+
+
 # --------------------------------------------------------------------------------- finish
 def test_finish_records_sale_and_links_corrections(session, engine):
     clock = Clock(session)
