@@ -480,33 +480,40 @@ class CheckoutSession:
     def _read_pack(self, t: Track, gen: int, frame_index: int) -> SessionState | None:
         """Read the pack of a recognised item whose close candidates have enrolled words and
         let the words re-rank them; a new state when that changed the item or its words."""
-        t0 = time.perf_counter()
-        d = self.pipeline.read_pack(t)
-        ms = (time.perf_counter() - t0) * 1e3
-        with self._lock:
-            if gen != self._gen or self._tracks.get(t.id) is not t:
-                return None
-            if not self.pipeline.take_pack(t, d):
-                return None
-            return self._make_state(frame_index, True, {**self._state.timings_ms, "text": ms},
-                                    0)
+        return self._read_later(t, gen, frame_index, "text", lambda: self.pipeline.read_pack(t),
+                                lambda d: self.pipeline.take_pack(t, d))
 
     def _read_code(self, t: Track, image: np.ndarray, gen: int,
                    frame_index: int) -> SessionState | None:
         """Check the barcode of an item the pictures named (``image``: the still picture,
         the recognised scene); a new state when the code named another product (the item is
         now that product)."""
+        def take(sku: str | None) -> bool:
+            named = t.decision.sku
+            if not self.pipeline.take_code(t, sku):
+                return False
+            log.info("item %d: its barcode names %s, not %s as the pictures said", t.id, sku,
+                     named)
+            return True
+
+        return self._read_later(t, gen, frame_index, "code",
+                                lambda: self.pipeline.read_code(t, image), take)
+
+    def _read_later(self, t: Track, gen: int, frame_index: int, timing: str,
+                    read: Callable[[], Any], take: Callable[[Any], bool]
+                    ) -> SessionState | None:
+        """A read deferred to a still frame (a pack, a barcode): ``read()`` outside the state
+        lock, then, if the basket is still the one it was read for, ``take(result)`` under it;
+        a new state (its time as ``timing`` ms) when that changed the item."""
         t0 = time.perf_counter()
-        sku = self.pipeline.read_code(t, image)
+        result = read()
         ms = (time.perf_counter() - t0) * 1e3
         with self._lock:
             if gen != self._gen or self._tracks.get(t.id) is not t:
                 return None
-            if not self.pipeline.take_code(t, sku):
+            if not take(result):
                 return None
-            log.info("item %d: its barcode names %s, not %s as the pictures said", t.id, sku,
-                     t.decision.sku)
-            return self._make_state(frame_index, True, {**self._state.timings_ms, "code": ms},
+            return self._make_state(frame_index, True, {**self._state.timings_ms, timing: ms},
                                     0)
 
     def _apply(self, frame_index: int, r: FrameResult) -> SessionState:

@@ -722,6 +722,49 @@ def test_camera_switch_mid_basket_to_a_frozen_picture(qtbot, make_kiosk, tmp_pat
     assert w.controller.engine.catalog.table_counts()["transactions"] == 0
 
 
+def test_a_pack_showing_another_products_barcode_is_charged_as_that_product(
+        qtbot, make_kiosk, tmp_path):
+    # the shopper's pack looks like the Oreos, but the barcode it shows the camera is the
+    # cucumber crisps': once the tray is still, the receipt in the window charges the crisps
+    # (the box says "barcode") and the sale records what is on the tray
+    from ean_drawing import barcode_label, paste
+    from kiosk.camera import ImageFolderCamera
+    from kiosk.demo import scenes as demo
+
+    class StillTray(ImageFolderCamera):
+        def background(self):
+            return demo.render_tray([]).image
+
+    oreo = ("DEMO-006", 640, 360, -20)
+    tray = demo.render_tray([oreo])
+    x1, _y1, x2, y2 = tray.boxes[0]
+    code = next(p.barcode for p in demo.PRODUCTS if p.sku == "DEMO-005")
+    turned = paste(tray.image, barcode_label(code, module=1, height=24), (x1 + x2) / 2,
+                   y2 - 45, oreo[3])
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for n in range(6):  # a live camera: sensor noise, so the picture is not frozen
+        noisy = np.clip(turned + rng.normal(0, 1.5, turned.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"{n}.png"), noisy)
+
+    def the_pictures_are_sure_of_the_oreos(engine):
+        (seen,) = engine.recognize(turned, barcode=False).items
+        assert seen.sku == "DEMO-006" and not seen.unsure and not seen.unknown
+
+    w = make_kiosk(None, camera=StillTray(folder, fps=15),
+                   prepare=the_pictures_are_sure_of_the_oreos)
+    settled_on(qtbot, w, ["DEMO-005"], timeout=2 * WAIT)
+    (item,) = w.controller.state.items
+    assert item.source == "barcode" and not item.unsure
+    assert_money_matches_the_tray(w, expect={"DEMO-005": 1})
+    with qtbot.waitSignal(w.finished, timeout=WAIT) as sig:
+        QTest.mouseClick(w.receipt.finish_button, Qt.MouseButton.LeftButton)
+    record = w.controller.engine.catalog.get_transaction(sig.args[0])
+    assert [(line["sku"], line["qty"]) for line in record["lines"]] == [("DEMO-005", 1)]
+    assert record["total"] == PRICE["DEMO-005"]
+
+
 def test_frozen_camera_mid_basket_withdraws_the_receipt_until_fresh(qtbot, make_kiosk):
     w = make_kiosk([("add", "DEMO-001", 300, 300, 0), ("add", "DEMO-002", 800, 420, 60),
                     ("until", "take"), ("remove", "DEMO-001"), ("wait", 60)])
