@@ -473,7 +473,7 @@ class FramePipeline:
         """Read the barcodes on item ``t`` (its view still to be checked and its box in
         ``image``, the still picture now): the active product they name, if any
         (:meth:`take_code` applies it).  Only a full EAN-13 / UPC-A counts here: the pictures
-        were sure, and a short EAN-8 is too easily read out of other print.  About 50 ms an
+        were sure, and a short EAN-8 is too easily read out of other print.  About 45 ms an
         item on a 2-core host (the cut-out and the box's own pixels are both read), so the
         checkout reads one item per still frame, after the receipt is shown."""
         from kiosk.barcode import read_barcodes

@@ -154,6 +154,28 @@ def bench_trays(engine, repeat: int = 7, *, sizes: tuple[int, ...] = (1, 5, 15),
     return out
 
 
+def bench_code_check(engine, n_items: int = 5, repeat: int = 3) -> dict:
+    """The checkout's deferred barcode check of an item the pictures named
+    (:meth:`kiosk.pipeline.FramePipeline.read_code`: the item's cut-out and its box's own
+    pixels read), per item of a demo tray: p50 / p95 ms over ``repeat`` rounds.  The till
+    reads one item per still frame, after the receipt is shown."""
+    from kiosk.demo.catalog import random_tray
+    from kiosk.pipeline import FramePipeline
+
+    image, _truth = random_tray(n_items, np.random.default_rng(11))
+    pipeline = FramePipeline(engine)
+    pipeline.tracker.commit(pipeline.run(image).obs)
+    tracks = [t for t in pipeline.tracker.tracks.values() if t.crop is not None]
+    times = []
+    for _ in range(repeat):
+        for t in tracks:
+            t.code_crop = t.crop
+            t0 = time.perf_counter()
+            pipeline.read_code(t, image)
+            times.append((time.perf_counter() - t0) * 1e3)
+    return {"items": len(tracks), **_p50_p95(times)}
+
+
 def _synthetic_gallery(n_products: int, views: int, dim: int, seed: int = 0,
                        chunk: int = 2000):
     """(first product, its views' unit vectors) for ``chunk`` products at a time: clustered
@@ -345,6 +367,7 @@ def run_bench(quick: bool = False, progress: Callable[[str], None] = lambda m: N
         after_start()  # as the kiosk once started (kiosk.runtime.pauses)
         progress("tray timings ...")
         result.update(bench_trays(engine))
+        result["barcode_check_ms"] = bench_code_check(engine)
         engine.close()
         if reader is not None:
             # the same trays with pack text on, as the kiosk runs: items whose close

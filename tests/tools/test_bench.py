@@ -8,7 +8,13 @@ import numpy as np
 from kiosk.camera import Frame
 from kiosk.checkout.session import CheckoutSession
 from kiosk.demo.catalog import random_tray
-from kiosk.tools.bench import MemoryLog, _synthetic_gallery, bench_gallery, bench_trays
+from kiosk.tools.bench import (
+    MemoryLog,
+    _synthetic_gallery,
+    bench_code_check,
+    bench_gallery,
+    bench_trays,
+)
 
 
 def test_synthetic_gallery_comes_in_chunks_of_unit_vectors():
@@ -67,3 +73,9 @@ def test_bench_tray_figures_come_from_the_frame_pipeline(demo_engine):
         right = (not any(i.unknown for i in items)
                  and sorted(i.sku for i in items) == sorted(truth))
         assert right == out["trays"][str(n)]["fully_right"]
+
+
+def test_bench_times_the_checkouts_barcode_check_of_named_items(demo_engine):
+    out = bench_code_check(demo_engine, n_items=5, repeat=2)
+    assert out["items"] == 5
+    assert 0 < out["p50"] <= out["p95"]
