@@ -378,7 +378,7 @@ class FramePipeline:
     # ------------------------------------------------------------- barcodes, badges
     def _codes_fallback(self, image, obs: Observation, crop) -> list[tuple[Track, Any]]:
         """Barcodes (and cashier badges) of the items recognition cannot name or is unsure of
-        (:meth:`_wants_code`): a barcode that names an active product settles the item as that
+        (:meth:`_pictures_cannot_tell`): a barcode that names an active product settles the item as that
         product, whatever the pictures said (it is printed on the pack; at payment it is
         learned as a view, source ``barcode``)."""
         from kiosk.barcode import read_barcodes
@@ -387,7 +387,7 @@ class FramePipeline:
         for j in range(len(obs)):
             t = obs.track(j)
             if (t.override or t.barcode_sku or t.removed or t.paid or t.badge
-                    or not self._wants_code(t)
+                    or not self._pictures_cannot_tell(t)
                     or sig_diff(obs.sigs[j], t.barcode_sig) <= _NEW_VIEW):
                 continue
             t.barcode_sig = obs.sigs[j]
@@ -403,7 +403,7 @@ class FramePipeline:
         return badges
 
     @staticmethod
-    def _wants_code(t: Track) -> bool:
+    def _pictures_cannot_tell(t: Track) -> bool:
         """The pictures cannot tell what item ``t`` is: unknown, or unsure between look-alikes
         (sent to the cashier, or charged because they share a price; either way the barcode
         names the right one)."""
