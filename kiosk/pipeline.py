@@ -378,9 +378,9 @@ class FramePipeline:
     # ------------------------------------------------------------- barcodes, badges
     def _codes_fallback(self, image, obs: Observation, crop) -> list[tuple[Track, Any]]:
         """Barcodes (and cashier badges) of the items recognition cannot name or is unsure of
-        (:meth:`_pictures_cannot_tell`): a barcode that names an active product settles the item as that
-        product, whatever the pictures said (it is printed on the pack; at payment it is
-        learned as a view, source ``barcode``)."""
+        (:meth:`_pictures_cannot_tell`): a barcode that names an active product settles the
+        item as that product, whatever the pictures said (it is printed on the pack; at
+        payment it is learned as a view, source ``barcode``)."""
         from kiosk.barcode import read_barcodes
 
         badges: list[tuple[Track, Any]] = []
