@@ -18,7 +18,8 @@ recognize``, ``kiosk eval-trays``, ``kiosk bench`` and the self-test run).  For 
    (:meth:`read_pack`): at once for a single picture, one per still frame at the checkout, so
    the shopper sees the pictures' answer first;
 7. at the checkout, once packs are read, the **barcode** of every item the pictures named is
-   checked, one item per still frame (:meth:`read_code`): a code of another product wins.
+   checked, one item per still frame (:meth:`read_code`): a code of another product wins; a
+   code of no product for sale, against the named product's own, sends it to the cashier.
 
 The items come out as :class:`TrayItem` (:meth:`item`), the one item type of the kiosk, and
 the receipt charges every item but the unknown and the unsure (:meth:`receipt`).  No Qt here.
@@ -469,30 +470,47 @@ class FramePipeline:
         """The first item of ``tracks`` whose barcode is still to be checked, if any."""
         return next((t for t in tracks if self.wants_code(t)), None)
 
-    def read_code(self, t: Track, image: np.ndarray) -> str | None:
+    def read_code(self, t: Track, image: np.ndarray) -> tuple[str | None, str | None]:
         """Read the barcodes on item ``t`` (its view still to be checked and its box in
-        ``image``, the still picture now): the active product they name, if any
-        (:meth:`take_code` applies it).  Only a full EAN-13 / UPC-A counts here: the pictures
-        were sure, and a short EAN-8 is too easily read out of other print.  About 45 ms an
-        item on a 2-core host (the cut-out and the box's own pixels are both read), so the
-        checkout reads one item per still frame, after the receipt is shown."""
+        ``image``, the still picture now): (the active product they name, a code of no
+        product for sale that contradicts the named product's own barcode), each None when
+        there is none (:meth:`take_code` applies them).  Only a full EAN-13 / UPC-A counts
+        here: the pictures were sure, and a short EAN-8 is too easily read out of other print.
+        About 45 ms an item on a 2-core host (the cut-out and the box's own pixels are both
+        read), so the checkout reads one item per still frame, after the receipt is shown."""
         from kiosk.barcode import read_barcodes
 
         crop, t.code_crop = t.code_crop, None
         if crop is None:
-            return None
-        codes = self._codes(image, t.box, crop, read_barcodes, qr=False)
-        return self._sku_for_codes([c for c in codes if c.isdigit() and len(c) >= 12])
+            return None, None
+        codes = [c for c in self._codes(image, t.box, crop, read_barcodes, qr=False)
+                 if c.isdigit() and len(c) >= 12]
+        sku = self._sku_for_codes(codes)
+        named = self.engine.lookup_product(t.decision.sku)
+        own = named.barcode if named is not None else None
+        foreign = None
+        if sku is None and own and codes and own not in codes:
+            foreign = codes[0]  # (no code named a product for sale: _sku_for_codes)
+        return sku, foreign
 
     @staticmethod
-    def take_code(t: Track, sku: str | None) -> bool:
-        """Apply what :meth:`read_code` read: a barcode that names another product than the
+    def take_code(t: Track, read: tuple[str | None, str | None]) -> bool:
+        """Apply what :meth:`read_code` read.  A barcode that names another product than the
         pictures did is printed on the pack, so it wins (the item becomes that product, source
-        ``barcode``, learned as a view of it at payment).  True when the item changed."""
-        if not sku or sku == t.decision.sku or not t.open:
+        ``barcode``, learned as a view of it at payment).  A code of no product for sale where
+        the named product has a barcode of its own says the pack is something the catalogue
+        does not sell by that picture: the item is not charged, the cashier decides
+        (``foreign_code``).  True when the item changed."""
+        sku, foreign = read
+        if not t.open:
             return False
-        t.barcode_sku = sku
-        return True
+        if sku and sku != t.decision.sku:
+            t.barcode_sku = sku
+            return True
+        if foreign and not sku and t.foreign_code != foreign:
+            t.foreign_code = foreign
+            return True
+        return False
 
     # ----------------------------------------------------------------- pack text
     @staticmethod
@@ -540,6 +558,8 @@ class FramePipeline:
                                        cp.price if cp else None, float(c.score)))
         score = 1.0 if t.source == "barcode" else float(t.decision.score)
         unsure, same_price, rivals, _same = self.rivals(t, p)
+        if t.foreign_code and t.source == "recognized":  # its barcode says it is not p
+            unsure, same_price = True, False
         return TrayItem(
             box=tuple(int(v) for v in t.box), sku=sku,  # type: ignore[arg-type]
             name=(p.name if p else sku) if sku else None, score=score, unknown=sku is None,

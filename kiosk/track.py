@@ -151,6 +151,9 @@ class Track:
         # a view of an item the pictures named whose barcode is still to be checked (the
         # checkout reads it once the tray is still, kiosk.pipeline.FramePipeline.read_code)
         self.code_crop: np.ndarray | None = None
+        # a barcode read on it of no product for sale, while the product the pictures named
+        # has another: the pack is something else, so the cashier decides
+        self.foreign_code: str | None = None
         self.crop: np.ndarray | None = None  # the item's latest upright cut-out (to learn from)
         # -- by hand (kiosk.checkout.session)
         self.override: str | None = None  # set by the cashier

@@ -113,3 +113,34 @@ def test_tracker_keeps_still_items_and_starts_new_ones():
     assert tracker.commit(obs) == {new.id}  # taken off the tray
     tracker.clear()
     assert tracker.tracks == {}
+
+
+FOREIGN = "6901234567892"  # a valid EAN-13 of no product
+TAKE_CODE_CASES = [
+    # id, named by hand, foreign code already seen, what read_code read (the product a code
+    # names, a code of no product), expected (changed, barcode_sku, foreign_code)
+    ("another product wins", False, None, ("DEMO-005", None), (True, "DEMO-005", None)),
+    ("its own product", False, None, ("DEMO-006", None), (False, None, None)),
+    ("a code of no product", False, None, (None, FOREIGN), (True, None, FOREIGN)),
+    ("the same code again", False, FOREIGN, (None, FOREIGN), (False, None, FOREIGN)),
+    ("nothing read", False, None, (None, None), (False, None, None)),
+    ("named by hand: left alone", True, None, ("DEMO-005", None), (False, None, None)),
+    ("named by hand, no product", True, None, (None, FOREIGN), (False, None, None)),
+]
+
+
+@pytest.mark.parametrize("by_hand, seen, read, expected", [c[1:] for c in TAKE_CODE_CASES],
+                         ids=[c[0] for c in TAKE_CODE_CASES])
+def test_take_code(by_hand, seen, read, expected):
+    """What the checkout's deferred barcode check does to an item the pictures named
+    (the Oreos, DEMO-006)."""
+    from kiosk.decide import Candidate, Decision
+    from kiosk.track import Track
+
+    t = Track(1, (0, 0, 10, 10), None, None)
+    t.decision = Decision("DEMO-006", 0.9, False, (Candidate("DEMO-006", 0.9, 1.0),),
+                          margin=0.5)
+    t.override = "DEMO-001" if by_hand else None
+    t.foreign_code = seen
+    changed = FramePipeline.take_code(t, read)
+    assert (changed, t.barcode_sku, t.foreign_code) == expected

@@ -488,12 +488,16 @@ class CheckoutSession:
         """Check the barcode of an item the pictures named (``image``: the still picture,
         the recognised scene); a new state when the code named another product (the item is
         now that product)."""
-        def take(sku: str | None) -> bool:
-            named = t.decision.sku
-            if not self.pipeline.take_code(t, sku):
+        def take(read: tuple[str | None, str | None]) -> bool:
+            if not self.pipeline.take_code(t, read):
                 return False
-            log.info("item %d: its barcode names %s, not %s as the pictures said", t.id, sku,
-                     named)
+            sku, foreign = read
+            if sku:
+                log.info("item %d: its barcode names %s, not %s as the pictures said", t.id,
+                         sku, t.decision.sku)
+            else:
+                log.info("item %d: its barcode %s is no product for sale, and %s has another: "
+                         "the cashier decides", t.id, foreign, t.decision.sku)
             return True
 
         return self._read_later(t, gen, frame_index, "code",

@@ -312,16 +312,22 @@ def test_barcode_settles_an_unsure_look_alike(engine, same_price, code_of, charg
     assert answers == [(charged, "barcode")]
 
 
-@pytest.mark.parametrize("code_of, charged, source", [
-    ("DEMO-005", "DEMO-005", "barcode"),  # the pack's code names another product: it wins
-    ("DEMO-006", "DEMO-006", "recognized"),  # its own code: nothing to change
-    (None, "DEMO-006", "recognized"),  # a code of no product in the catalogue
+@pytest.mark.parametrize("code_of, own_code, outcome", [
+    ("DEMO-005", True, "DEMO-005"),  # the pack's code names another product: it wins
+    ("DEMO-006", True, "DEMO-006"),  # its own code: nothing to change
+    (None, True, "cashier"),  # a code of no product, and the Oreos have another: ask
+    (None, False, "DEMO-006"),  # ... but nothing contradicts Oreos without a code of their own
 ])
-def test_the_barcode_of_an_item_the_pictures_named_is_checked(engine, code_of, charged, source):
+def test_the_barcode_of_an_item_the_pictures_named_is_checked(engine, code_of, own_code,
+                                                              outcome):
     """An item the pictures are sure of still has its barcode checked once the tray is still
     (one item per still frame, after the receipt is shown): a code of another catalogue
     product is what the pack is, so the item is charged as that product and learned so at
-    payment; its own code or an unknown one changes nothing."""
+    payment; a code of no product, where the product named has a code of its own, means the
+    pack is something else: not charged, the cashier decides; its own code changes nothing."""
+    if not own_code:
+        engine.catalog.upsert_product("DEMO-006", barcode=None, role="staff")
+        assert engine.lookup_product("DEMO-006").barcode is None
     code = BARCODE_OF[code_of] if code_of else ean13_check("123456789012")
     oreo = tray(B)
     x1, _y1, x2, y2 = next(i.box for i in Clock(CheckoutSession(engine)).settle(oreo).items)
@@ -336,12 +342,24 @@ def test_the_barcode_of_an_item_the_pictures_named_is_checked(engine, code_of, c
     clock.settle(turned)
     clock.feed(turned, 5)  # a few more still frames: every named item's code is read
     (item,) = s.state.items
-    assert (item.sku, item.source, item.unsure) == (charged, source, False)
+    if outcome == "cashier":
+        assert item.sku == "DEMO-006" and item.unsure and item.source == "recognized"
+        assert s.state.needs_cashier and not s.state.payable and s.state.receipt.total == 0
+        with pytest.raises(ValueError, match="cashier"):
+            s.finish()
+        s.open_attendant(CASHIER)  # the cashier looks at the pack and picks the product
+        s.override(item.track_id, "DEMO-002")
+        charged, source = "DEMO-002", "cashier"
+    else:
+        charged = outcome
+        source = "barcode" if code_of and code_of != "DEMO-006" else "recognized"
+        assert (item.sku, item.source, item.unsure) == (charged, source, False)
     assert s.state.receipt.total == PRICE[charged] and s.state.payable
     tx = s.finish()
     assert engine.catalog.get_transaction(tx)["total"] == PRICE[charged]
-    # handed to learning at payment: as read off its barcode, or as paid for as recognised
-    assert answers == [(charged, "barcode" if source == "barcode" else "paid")]
+    # handed to learning at payment: as the cashier said, as read off its barcode, or as
+    # paid for as recognised
+    assert answers == [(charged, {"recognized": "paid"}.get(source, source))]
 
 
 # --------------------------------------------------------------------------------- finish
