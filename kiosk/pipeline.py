@@ -117,6 +117,9 @@ class TrayItem:
     same_price: bool = False
     # the close products (sku) behind ``unsure`` / ``same_price``, best first
     rivals: tuple[str, ...] = ()
+    # a barcode read on the pack that no product for sale has, while the product the
+    # pictures named has another (``unsure`` then: the cashier says what it is)
+    code: str | None = None
 
     @property
     def needs_cashier(self) -> bool:
@@ -558,7 +561,8 @@ class FramePipeline:
                                        cp.price if cp else None, float(c.score)))
         score = 1.0 if t.source == "barcode" else float(t.decision.score)
         unsure, same_price, rivals, _same = self.rivals(t, p)
-        if t.foreign_code and t.source == "recognized":  # its barcode says it is not p
+        code = t.foreign_code if t.source == "recognized" else None
+        if code:  # its barcode says it is not p
             unsure, same_price = True, False
         return TrayItem(
             box=tuple(int(v) for v in t.box), sku=sku,  # type: ignore[arg-type]
@@ -566,7 +570,7 @@ class FramePipeline:
             candidates=tuple(cands), words=t.decision.words or t.words,
             by_text=t.source == "recognized" and t.decision.by_text, track_id=t.id,
             price=p.price if p else None, source=t.source, qty=t.qty, unsure=unsure,
-            same_price=same_price, rivals=rivals)
+            same_price=same_price, rivals=rivals, code=code)
 
     def items(self, tracks) -> list[TrayItem]:
         """The live items of ``tracks``, in reading order."""

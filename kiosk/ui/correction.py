@@ -61,13 +61,14 @@ class CorrectionDialog(QDialog):
         self.search.textChanged.connect(lambda _t: self._search_timer.start())
         self.search.returnPressed.connect(self.run_search)
         self.qty_label = QLabel()
-        self.qty = QSpinBox()
+        self.qty = QSpinBox(objectName="QtySpin")
         self.qty.setRange(1, 99)
         self.qty.setMinimumWidth(90)
         self.qty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.qty.setProperty("keyboard", "digits")
-        # finger-sized − and + instead of a spin box's tiny arrows
-        self.qty.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)
+        # finger-sized − and + instead of a spin box's tiny arrows: the arrows are hidden by
+        # the style sheet (#QtySpin); with NoButtons, a styled spin box leaves its number a
+        # field 1 px wide
         self.qty_minus = QPushButton("−", objectName="QtyButton")
         self.qty_minus.clicked.connect(self.qty.stepDown)
         self.qty_plus = QPushButton("+", objectName="QtyButton")
@@ -138,6 +139,9 @@ class CorrectionDialog(QDialog):
         if item is not None and item.words:
             self.current.setText(self.current.text() + "\n" + self.tr("Read on the pack: %1")
                                  .replace("%1", " ".join(item.words[:12])))
+        if item is not None and getattr(item, "code", None):
+            self.current.setText(self.current.text() + "\n" + self.tr(
+                "Barcode on the pack: %1, which no product on sale has").replace("%1", item.code))
 
     # --------------------------------------------------------------- list
     def _show_candidates(self, rows) -> None:

@@ -73,6 +73,9 @@ QLineEdit, QSpinBox, QComboBox {
     border-radius: 8px; background: white;
 }
 QSpinBox::up-button, QSpinBox::down-button { width: %(touch)dpx; }
+QSpinBox#QtySpin::up-button, QSpinBox#QtySpin::down-button {
+    width: 0px; border: none; image: none;
+}
 QSpinBox { min-width: 120px; }
 QRadioButton, QCheckBox { font-size: %(btn)dpt; spacing: 12px; }
 QRadioButton::indicator, QCheckBox::indicator { width: 26px; height: 26px; }

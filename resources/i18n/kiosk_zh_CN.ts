@@ -666,6 +666,10 @@
         <translation>包装上读到：%1</translation>
     </message>
     <message>
+        <source>Barcode on the pack: %1, which no product on sale has</source>
+        <translation>包装上的条码：%1，没有在售商品使用此条码</translation>
+    </message>
+    <message>
         <source>match %1%</source>
         <translation>相似度 %1%</translation>
     </message>

@@ -722,11 +722,10 @@ def test_camera_switch_mid_basket_to_a_frozen_picture(qtbot, make_kiosk, tmp_pat
     assert w.controller.engine.catalog.table_counts()["transactions"] == 0
 
 
-def test_a_pack_showing_another_products_barcode_is_charged_as_that_product(
-        qtbot, make_kiosk, tmp_path):
-    # the shopper's pack looks like the Oreos, but the barcode it shows the camera is the
-    # cucumber crisps': once the tray is still, the receipt in the window charges the crisps
-    # (the box says "barcode") and the sale records what is on the tray
+def turned_oreos_camera(folder: Path, code: str):
+    """A live camera on the Oreos, turned so that a barcode label ``code`` on the pack shows
+    (a few frames of sensor noise, so the picture is not frozen); the pictures alone are sure
+    they are the Oreos (``the_pictures_are_sure_of_the_oreos`` checks it on the engine)."""
     from ean_drawing import barcode_label, paste
     from kiosk.camera import ImageFolderCamera
     from kiosk.demo import scenes as demo
@@ -738,13 +737,11 @@ def test_a_pack_showing_another_products_barcode_is_charged_as_that_product(
     oreo = ("DEMO-006", 640, 360, -20)
     tray = demo.render_tray([oreo])
     x1, _y1, x2, y2 = tray.boxes[0]
-    code = next(p.barcode for p in demo.PRODUCTS if p.sku == "DEMO-005")
     turned = paste(tray.image, barcode_label(code, module=1, height=24), (x1 + x2) / 2,
                    y2 - 45, oreo[3])
-    folder = tmp_path / "camera"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    for n in range(6):  # a live camera: sensor noise, so the picture is not frozen
+    for n in range(6):
         noisy = np.clip(turned + rng.normal(0, 1.5, turned.shape), 0, 255).astype(np.uint8)
         cv2.imwrite(str(folder / f"{n}.png"), noisy)
 
@@ -752,8 +749,19 @@ def test_a_pack_showing_another_products_barcode_is_charged_as_that_product(
         (seen,) = engine.recognize(turned, barcode=False).items
         assert seen.sku == "DEMO-006" and not seen.unsure and not seen.unknown
 
-    w = make_kiosk(None, camera=StillTray(folder, fps=15),
-                   prepare=the_pictures_are_sure_of_the_oreos)
+    return StillTray(folder, fps=15), the_pictures_are_sure_of_the_oreos
+
+
+def test_a_pack_showing_another_products_barcode_is_charged_as_that_product(
+        qtbot, make_kiosk, tmp_path):
+    # the shopper's pack looks like the Oreos, but the barcode it shows the camera is the
+    # cucumber crisps': once the tray is still, the receipt in the window charges the crisps
+    # (the box says "barcode") and the sale records what is on the tray
+    from kiosk.demo import scenes as demo
+
+    code = next(p.barcode for p in demo.PRODUCTS if p.sku == "DEMO-005")
+    camera, check = turned_oreos_camera(tmp_path / "camera", code)
+    w = make_kiosk(None, camera=camera, prepare=check)
     settled_on(qtbot, w, ["DEMO-005"], timeout=2 * WAIT)
     (item,) = w.controller.state.items
     assert item.source == "barcode" and not item.unsure
@@ -763,6 +771,32 @@ def test_a_pack_showing_another_products_barcode_is_charged_as_that_product(
     record = w.controller.engine.catalog.get_transaction(sig.args[0])
     assert [(line["sku"], line["qty"]) for line in record["lines"]] == [("DEMO-005", 1)]
     assert record["total"] == PRICE["DEMO-005"]
+
+
+def test_a_pack_whose_barcode_no_product_has_waits_for_the_cashier(qtbot, make_kiosk, tmp_path):
+    # the pack looks like the Oreos but its barcode is no product of the store (a product never
+    # enrolled): nothing is charged for it until the cashier, who sees the code, says what it is
+    camera, check = turned_oreos_camera(tmp_path / "camera", "6901234567892")
+    w = make_kiosk(None, camera=camera, prepare=check)
+    add_cashier(w)
+    qtbot.waitUntil(lambda: w.controller.state is not None and len(w.controller.state.items) == 1
+                    and w.controller.state.items[0].unsure, timeout=2 * WAIT)
+    assert_nothing_payable(w)
+    assert receipt_skus(w) == Counter() and w.receipt.rows() == []
+    dlg = open_as_cashier(qtbot, w, w.controller.state.items[0])
+    assert "包装上的条码：6901234567892，没有在售商品使用此条码" in dlg.current.text()
+    # the quantity shows between its − and + (its spin box has no arrows to make room for)
+    assert dlg.qty.lineEdit().text() == "1"
+    assert dlg.qty.lineEdit().width() >= dlg.qty.fontMetrics().horizontalAdvance("99")
+    dlg.search.setText("DEMO-002")  # the cashier looks at the pack: it is the water
+    dlg.run_search()
+    li = dlg.candidates.item(0)
+    QTest.mouseClick(dlg.candidates.viewport(), Qt.MouseButton.LeftButton,
+                     Qt.KeyboardModifier.NoModifier, dlg.candidates.visualItemRect(li).center())
+    qtbot.waitUntil(lambda: receipt_skus(w) == Counter({"DEMO-002": 1}), timeout=WAIT)
+    QTest.mouseClick(dlg.close_button, Qt.MouseButton.LeftButton)
+    w.controller.end_attendant()
+    assert_money_matches_the_tray(w, expect={"DEMO-002": 1})
 
 
 def test_frozen_camera_mid_basket_withdraws_the_receipt_until_fresh(qtbot, make_kiosk):
