@@ -100,6 +100,20 @@ class Adaptation:
         self._pending = 0  # views added or removed since the last fit
         self.fits = 0
 
+    @classmethod
+    def from_settings(cls, recognition=None, *, adapt: bool | None = None,
+                      strength: float | None = None) -> "Adaptation | None":
+        """The adaptation the ``[recognition]`` settings ask for (``recognition``: that
+        section, default its defaults; ``adapt`` / ``strength``, when given, override its
+        ``adapt`` / ``adapt_strength``); None when it is off."""
+        if recognition is None:
+            from kiosk.settings import RecognitionSettings
+
+            recognition = RecognitionSettings()
+        if not (adapt if adapt is not None else recognition.adapt):
+            return None
+        return cls(strength if strength is not None else recognition.adapt_strength)
+
     # ------------------------------------------------------------------ state
     @property
     def active(self) -> bool:

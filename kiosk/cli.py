@@ -356,20 +356,16 @@ def _stage_progress(tty_only: bool):
 def cmd_eval(args) -> int:
     from kiosk.assemble import load_model
     from kiosk.decide import Decider
+    from kiosk.adapt import Adaptation
     from kiosk.engine import model_threshold
-    from kiosk.tools.evaluate import evaluate_lists
-
     from kiosk.settings import Settings
+    from kiosk.tools.evaluate import evaluate_lists
 
     embedder = load_model(model=args.model)
     threshold = args.threshold if args.threshold is not None else model_threshold(embedder)
     reader = _text_reader_if(args.text)
-    rec = (_CONTEXT["settings"] or Settings()).recognition
-    adaptation = None
-    if args.adapt if args.adapt is not None else rec.adapt:
-        from kiosk.adapt import Adaptation
-
-        adaptation = Adaptation(rec.adapt_strength)
+    adaptation = Adaptation.from_settings((_CONTEXT["settings"] or Settings()).recognition,
+                                          adapt=args.adapt)
     report = evaluate_lists(embedder, Path(args.gallery), [Path(q) for q in args.query],
                             Decider(k=args.k, threshold=threshold),
                             progress=_progress("embedding"), text_reader=reader,

@@ -131,7 +131,7 @@ class Engine:
         similarity from the gallery (:mod:`kiosk.adapt`; None: the ``[recognition]`` default),
         ``adapt_strength`` its shrinkage."""
         from kiosk.images import load_image
-        from kiosk.settings import CheckoutSettings, RecognitionSettings
+        from kiosk.settings import CheckoutSettings
 
         db_path = Path(db_path)
         catalog = Catalog(db_path)
@@ -149,13 +149,9 @@ class Engine:
                            else CheckoutSettings().product_floor),
         )
         kw = {} if text_backfill_limit is None else {"text_backfill_limit": text_backfill_limit}
-        defaults = RecognitionSettings()
-        adaptation = None
-        if adapt if adapt is not None else defaults.adapt:
-            from kiosk.adapt import Adaptation
+        from kiosk.adapt import Adaptation
 
-            adaptation = Adaptation(adapt_strength if adapt_strength is not None
-                                    else defaults.adapt_strength)
+        adaptation = Adaptation.from_settings(adapt=adapt, strength=adapt_strength)
         return cls(catalog, embedder, detector, decider, text_reader=text_reader,
                    progress=progress, defer_text=defer_text, adaptation=adaptation, **kw)
 
@@ -179,7 +175,7 @@ class Engine:
             ids = np.asarray(list(self._sku_of), np.int64)
             labels = [self._sku_of[i] for i in ids.tolist()]
             big = len(ids) > self.adaptation.max_rows
-            if not big:  # a large catalogue: only the vectors of the fit's sample
+            if not big:  # (above FIT_ROWS rows only the fit's per-product sample is read)
                 ids, labels = self.adaptation.fit_sample(ids, labels)
             vectors = None if big else self.index.vectors_for(ids)
         fit = {} if big else self.adaptation.solve(ids, vectors, labels)

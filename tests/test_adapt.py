@@ -161,3 +161,20 @@ def test_a_large_catalogue_is_fitted_on_a_sample_and_transformed_as_searched(mon
     np.testing.assert_allclose(b.transform(v), a.transform(v), atol=1e-5)
     small = np.arange(30)  # (30 rows: at most FIT_ROWS, every row)
     np.testing.assert_array_equal(a.fit_sample(small, labels[:30])[0], small)
+
+
+@pytest.mark.parametrize("settings_adapt, settings_strength, adapt, strength, expected", [
+    (True, 1.0, None, None, 1.0),  # the settings' own
+    (True, 1.0, None, 3.0, 3.0),  # a strength given wins
+    (False, 1.0, None, None, None),  # off in the settings
+    (False, 1.0, True, None, 1.0),  # on by the caller, at the settings' strength
+    (True, 2.0, False, None, None),  # off by the caller
+])
+def test_adaptation_from_settings(settings_adapt, settings_strength, adapt, strength, expected):
+    from kiosk.settings import RecognitionSettings
+
+    rec = RecognitionSettings(adapt=settings_adapt, adapt_strength=settings_strength)
+    a = Adaptation.from_settings(rec, adapt=adapt, strength=strength)
+    assert (None if a is None else a.strength) == expected
+    default = Adaptation.from_settings()  # the settings' defaults
+    assert default is not None and default.strength == RecognitionSettings().adapt_strength
